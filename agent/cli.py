@@ -1,0 +1,231 @@
+"""The `mes-erp-agent` command.
+
+Exit codes (a contract plants' scripts rely on): 0 success; 1 a flow failed; 2 configuration error
+(file, key or a table/column that does not exist); 3 a flow halted on schema drift.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from agent import __version__, pipeline, report, watermark
+from agent.config import LoadedConfig, load_config
+from agent.connect import Systems
+from agent.errors import ConfigError, SchemaMismatch
+from agent.read import check_source_columns, describe_source_table
+from agent.staging import StagingTable, ddl_statements, staging_table_for
+
+EXIT_OK, EXIT_FLOW_FAILED, EXIT_CONFIG, EXIT_DRIFT = 0, 1, 2, 3
+
+console = Console()
+errors = Console(stderr=True)
+config_option = click.option(
+    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent's YAML configuration file.",
+)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    errors.print(message, markup=False, highlight=False)
+    sys.exit(code)
+
+
+def load_or_exit(path: Path) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(_problem_list(path, exc.problems), EXIT_CONFIG)
+
+
+def _problem_list(path: Path, problems: list[str]) -> str:
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return f"{path}: configuration is not valid ({count}):\n" + "\n".join(f"  {p}" for p in problems)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mes-erp-agent")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """Moves MES changes into ERP staging tables: watermark reads, drift gate, exactly-once writes."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the configuration file: exit 0 when valid, 2 with every problem listed."""
+    config = load_or_exit(config_path)
+    flows = config.model.flows
+    console.print(
+        f"{config.path}: OK ({len(config.model.systems)} systems, {len(flows)} flows: {', '.join(flows)})",
+        markup=False, highlight=False,
+    )
+
+
+@main.group("sql")
+def sql_group() -> None:
+    """SQL for the DBA: staging and control table DDL."""
+
+
+@sql_group.command("ddl")
+@config_option
+@click.option("--system", required=True, help="The ERP system (a `systems:` name) whose staging tables to create.")
+@click.option("--apply", is_flag=True, help="Run the statements (demos and tests; in a plant a DBA runs them).")
+def sql_ddl(config_path: Path, system: str, apply: bool) -> None:
+    """Print the CREATE statements for a system's staging schema, control tables and staging tables."""
+    config = load_or_exit(config_path)
+    if system not in config.model.systems:
+        fail(f"{config.path}: no system named {system!r} under `systems:`", EXIT_CONFIG)
+    schema = config.model.systems[system].staging_schema
+    if schema is None:
+        fail(f"{config.where('systems', system)}: system {system} has no `staging_schema:`", EXIT_CONFIG)
+    systems = Systems(config)
+    try:
+        tables = _staging_tables_of(config, systems, system)
+        dialect = systems.dialect(system)
+        statements = ddl_statements(dialect, schema, tables)
+        console.print(";\n\n".join(statements) + ";", markup=False, highlight=False, soft_wrap=True)
+        if apply:
+            with systems.target(system).begin() as conn:
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+            errors.print(f"applied {len(statements)} statements on system {system} ({config.redacted_url(system)})")
+    except SchemaMismatch as exc:
+        fail(str(exc), EXIT_CONFIG)
+    finally:
+        systems.dispose()
+
+
+def _staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> list[StagingTable]:
+    tables, problems = [], []
+    for name, flow in config.model.flows.items():
+        if flow.target != system:
+            continue
+        source = describe_source_table(systems.source(flow.source), flow.source_schema, flow.source_table)
+        found = check_source_columns(name, flow, flow.source, source)
+        problems += found
+        if not found:
+            tables.append(staging_table_for(config, name, flow, source))
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    return tables
+
+
+@main.command("run")
+@config_option
+@click.option("--once", is_flag=True, help="Catch every flow up once, then exit (for cron, tests, first loads).")
+@click.option("--flow", "flow_name", help="Only this flow.")
+def run(config_path: Path, once: bool, flow_name: str | None) -> None:
+    """Move changed MES rows into ERP staging: once (--once), or as a long-running service on each flow's schedule."""
+    config = load_or_exit(config_path)
+    if not once:
+        from agent.schedule import run_forever
+
+        sys.exit(run_forever(config, flow_name))
+    systems = Systems(config)
+    try:
+        reports = pipeline.run_once(config, systems, flow_name, gate=build_gate(config, systems))
+    except (ConfigError, SchemaMismatch) as exc:
+        fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", EXIT_CONFIG)
+    finally:
+        systems.dispose()
+    _print_reports(reports)
+    sys.exit(exit_code_for(reports))
+
+
+def build_gate(config: LoadedConfig, systems: Systems) -> pipeline.Gate | None:
+    """The drift gate run before every flow run (schema snapshots against the live databases)."""
+    return None
+
+
+def exit_code_for(reports: list[report.FlowReport]) -> int:
+    outcomes = {r.outcome for r in reports}
+    if report.FAILED in outcomes:
+        return EXIT_FLOW_FAILED
+    if report.HALTED in outcomes:
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def _print_reports(reports: list[report.FlowReport]) -> None:
+    table = Table(title="mes-erp-agent run", show_lines=False)
+    for column in ("flow", "outcome", "read", "written", "already staged", "quarantined", "batches", "seconds", "watermark"):
+        table.add_column(column, justify="right" if column in ("read", "written", "already staged", "quarantined", "batches", "seconds") else "left")
+    for r in reports:
+        table.add_row(r.flow, r.outcome, str(r.rows_read), str(r.rows_written), str(r.rows_duplicate),
+                      str(r.rows_quarantined), str(r.batches), f"{r.seconds:.2f}", r.watermark_after)
+    console.print(table)
+    for r in reports:
+        if r.message:
+            errors.print(f"flow {r.flow} {r.outcome}: {r.message}", markup=False, highlight=False)
+
+
+@main.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Per flow: watermark, last run, rows moved and quarantined, PENDING backlog and its age."""
+    config = load_or_exit(config_path)
+    systems = Systems(config)
+    try:
+        statuses = [_flow_status(config, systems, name) for name in config.model.flows]
+    finally:
+        systems.dispose()
+    if as_json:
+        click.echo(json.dumps(statuses, indent=2, default=str))
+        return
+    table = Table(title="mes-erp-agent status")
+    for column in ("flow", "watermark", "last run (UTC)", "outcome", "rows moved", "quarantined", "pending", "oldest pending age"):
+        table.add_column(column)
+    for s in statuses:
+        age = s.get("oldest_pending_age_seconds")
+        table.add_row(s["flow"], s.get("watermark", ""), s.get("last_run_at") or "never", s.get("last_outcome") or "-",
+                      str(s.get("rows_moved", "-")), str(s.get("rows_quarantined", "-")), str(s.get("pending_rows", "-")),
+                      _age_text(age))
+    console.print(table)
+
+
+def _flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str, Any]:
+    flow = config.model.flows[name]
+    dialect = systems.dialect(flow.target)
+    schema = config.model.systems[flow.target].staging_schema or ""
+    control = watermark.ControlTables.in_schema(dialect, schema)
+    try:
+        with systems.target(flow.target).connect() as conn:
+            position = watermark.load(conn, dialect, control, name, flow.watermark)
+            result = report.flow_status(conn, dialect, control, dialect.table(schema, flow.staging_table_name), name, position.describe())
+            return result.as_dict()
+    except (sa.exc.SQLAlchemyError, Exception) as exc:  # status must show every flow, even a broken one
+        return {"flow": name, "error": str(getattr(exc, "orig", exc)).splitlines()[0], "system": flow.target,
+                "url": config.redacted_url(flow.target)}
+
+
+def _age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@main.command("demo")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-run"),
+              show_default=True, help="Folder for the demo's SQLite databases and configuration.")
+@click.option("--seconds", default=20, show_default=True, help="How long to simulate shop-floor activity.")
+def demo(folder: Path, seconds: int) -> None:
+    """Embedded demo, no server needed: SQLite MES and ERP with real AdventureWorks data, live."""
+    from agent.demo.run import run_demo
+
+    sys.exit(run_demo(folder, seconds, console))

@@ -1,0 +1,50 @@
+"""PostgreSQL: COPY into a session-private batch table, read-only sessions via default_transaction_read_only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agent.dialects.base import Dialect, Role
+from agent.types import ColumnType
+
+
+class PostgreSQLDialect(Dialect):
+    name = "postgresql"
+    sqlalchemy_names = ("postgresql",)
+    read_only_mechanism = "default_transaction_read_only = on"
+
+    def render_type(self, column_type: ColumnType) -> str:
+        family = column_type.family
+        if family == "integer":
+            return {8: "smallint", 16: "smallint", 64: "bigint"}.get(column_type.precision or 32, "integer")
+        if family == "decimal":
+            return f"numeric({column_type.precision or 38},{column_type.scale or 0})"
+        if family == "float":
+            return "double precision"
+        if family == "text":
+            return f"varchar({column_type.length})" if column_type.length else "text"
+        if family == "timestamp":
+            precision = 6 if column_type.precision is None else min(column_type.precision, 6)
+            zone = "with time zone" if column_type.timezone else "without time zone"
+            return f"timestamp({precision}) {zone}"
+        if family == "binary":
+            return "bytea"
+        return {"date": "date", "time": "time", "boolean": "boolean"}[family]
+
+    def connect_args(self, role: Role) -> dict[str, Any]:
+        options = "-c default_transaction_read_only=on" if role == "source" else "-c timezone=UTC"
+        return {"options": options}
+
+    def load_batch_table(
+        self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+        bind_types: dict[str, sa.types.TypeEngine],
+    ) -> None:
+        statement = self.render("load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns])
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)

@@ -1,0 +1,73 @@
+"""SQLite, for the embedded demo and tests. A schema is an attached database file (`attach:` in the config).
+
+Sources open the file with `mode=ro`; attached files are attached read-only for sources as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from agent.dialects.base import Dialect, Role
+from agent.types import ColumnType
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    sqlalchemy_names = ("sqlite",)
+    max_bind_params = 32000
+    read_only_mechanism = "mode=ro"
+
+    def render_type(self, column_type: ColumnType) -> str:
+        family = column_type.family
+        if family == "integer":
+            return "INTEGER"
+        if family == "decimal":
+            return f"DECIMAL({column_type.precision or 38},{column_type.scale or 0})"
+        if family == "float":
+            return "REAL"
+        if family == "text":
+            return f"VARCHAR({column_type.length})" if column_type.length else "TEXT"
+        if family == "timestamp":
+            return "TIMESTAMP"
+        if family == "binary":
+            return "BLOB"
+        return {"date": "DATE", "time": "TIME", "boolean": "BOOLEAN"}[family]
+
+    def resolve_url(self, url: URL, folder: Path) -> URL:
+        if url.database and url.database != ":memory:" and not Path(url.database).is_absolute():
+            return url.set(database=str((folder / url.database).resolve()))
+        return url
+
+    def engine_url(self, url: URL, role: Role, attach: dict[str, str]) -> URL:
+        if role == "source" and url.database and url.database != ":memory:":
+            return url.set(database=f"file:{url.database}?mode=ro", query={"uri": "true"})
+        return url
+
+    def configure_engine(self, engine: sa.engine.Engine, role: Role, attach: dict[str, str]) -> None:
+        super().configure_engine(engine, role, attach)
+
+        # pysqlite's own transaction handling is off (see on_connect): begin explicitly. A target takes the
+        # write lock at BEGIN so that two writers wait for each other instead of failing at commit.
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if role == "target" else "BEGIN")
+
+    def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
+        # Let SQLAlchemy, not pysqlite, manage transactions (pysqlite's implicit BEGIN breaks isolation).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 30000")
+            for schema, path in attach.items():
+                target = f"file:{path}?mode=ro" if role == "source" else f"file:{path}"
+                cursor.execute("ATTACH DATABASE ? AS " + _quote(schema), (target,))
+        finally:
+            cursor.close()
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

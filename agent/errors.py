@@ -1,0 +1,35 @@
+"""Named failures. Each carries what a person needs: what happened, where, what to do next."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class; `str(error)` is the message shown to a person."""
+
+
+class ConfigError(AgentError):
+    """The configuration file is invalid. `problems` lists every finding (file:line: message)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SchemaMismatch(AgentError):
+    """A table or column named in the configuration does not exist in the live database."""
+
+
+class WatermarkKeyChanged(AgentError):
+    """The stored watermark was taken on other columns than the flow now names."""
+
+
+class UnsortedBatch(AgentError):
+    """The source returned rows out of watermark order: the keyset read cannot be trusted."""
+
+
+class ConcurrentAgent(AgentError):
+    """The watermark moved under us: another agent instance is writing the same flow."""
+
+
+class UnsupportedValue(AgentError):
+    """A watermark value has a type the agent cannot store exactly."""

@@ -1,0 +1,266 @@
+"""Map/validate stage: source rows to staging rows, or to quarantine with a reason a person understands.
+
+Each staging column gets one converter, built once per flow from its mapping and its staging type.
+A converter either returns the value to write or raises `Rejected` with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from agent.config import ColumnMapping, FlowConfig
+from agent.types import ColumnType
+from agent.watermark import version_text
+
+KEY_TEXT_MAX = 256
+VERSION_TEXT_MAX = 128
+CONTROL_COLUMNS = ("stg_batch_id", "stg_flow", "stg_source_key", "stg_source_version", "stg_change")
+_INTEGER_RANGE = {8: (0, 255), 16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
+_TRUE = {"1", "true", "t", "y", "yes"}
+_FALSE = {"0", "false", "f", "n", "no"}
+
+
+class Rejected(Exception):
+    """A value that cannot go to staging; the message is the reason stored in agent_quarantine."""
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    source_key: str
+    source_version: str
+    source_row: str  # JSON of the source row
+    reason: str
+
+
+@dataclass(frozen=True)
+class MappedBatch:
+    rows: list[tuple[Any, ...]]  # staging rows: CONTROL_COLUMNS, then the mapped columns
+    quarantined: list[QuarantinedRow]
+
+
+def staging_type(mapping: ColumnMapping, source_type: ColumnType | None) -> ColumnType:
+    """The staging column's type: its `type:`, else text for code maps, else the source column's type."""
+    if mapping.column_type is not None:
+        return mapping.column_type
+    if mapping.map is not None:
+        values = [str(v) for v in mapping.map.values()] + ([str(mapping.default)] if mapping.default is not None else [])
+        return ColumnType("text", length=max([len(v) for v in values] + [1]))
+    assert source_type is not None, "checked before mapping: the source column exists"
+    return source_type
+
+
+class RowMapper:
+    """Maps one flow's source rows (tuples in `source_columns` order) to staging rows."""
+
+    def __init__(self, flow_name: str, flow: FlowConfig, source_columns: Sequence[str], staging_types: dict[str, ColumnType]):
+        self.flow_name = flow_name
+        self.flow = flow
+        self.source_columns = list(source_columns)
+        self.key_positions = [self.source_columns.index(c) for c in flow.key]
+        self.watermark_positions = [self.source_columns.index(c) for c in flow.watermark]
+        self.staging_columns = list(flow.columns)
+        self.converters = [
+            _column_converter(name, mapping, staging_types[name], self.source_columns)
+            for name, mapping in flow.columns.items()
+        ]
+
+    def map_batch(self, rows: Sequence[tuple[Any, ...]], batch_id: str) -> MappedBatch:
+        mapped, quarantined = [], []
+        for row in rows:
+            source_key = version_text(tuple(row[i] for i in self.key_positions))
+            source_version = version_text(tuple(row[i] for i in self.watermark_positions))
+            try:
+                _check_control_lengths(source_key, source_version)
+                values = tuple(convert(row) for convert in self.converters)
+            except Rejected as reason:
+                quarantined.append(QuarantinedRow(source_key, source_version, self._row_json(row), str(reason)))
+                continue
+            mapped.append((batch_id, self.flow_name, source_key, source_version, "U", *values))
+        return MappedBatch(mapped, quarantined)
+
+    def _row_json(self, row: tuple[Any, ...]) -> str:
+        return json.dumps(dict(zip(self.source_columns, row)), default=_json_value, sort_keys=False)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex().upper()
+    return str(value)
+
+
+def _check_control_lengths(source_key: str, source_version: str) -> None:
+    if len(source_key) > KEY_TEXT_MAX:
+        raise Rejected(f"source key is {len(source_key)} characters as text; stg_source_key holds at most {KEY_TEXT_MAX}")
+    if len(source_version) > VERSION_TEXT_MAX:
+        raise Rejected(
+            f"watermark value is {len(source_version)} characters as text; stg_source_version holds at most {VERSION_TEXT_MAX}"
+        )
+
+
+def _column_converter(
+    name: str, mapping: ColumnMapping, target: ColumnType, source_columns: list[str]
+) -> Callable[[tuple[Any, ...]], Any]:
+    to_target = _type_converter(target)
+    if mapping.source is None:
+        constant = to_target(mapping.const)
+        return lambda row: constant
+    position = source_columns.index(mapping.source)
+    source = mapping.source
+    code_map = mapping.map
+
+    def convert(row: tuple[Any, ...]) -> Any:
+        value = row[position]
+        if mapping.trim and isinstance(value, str):
+            value = value.strip()
+        if code_map is not None and value is not None:
+            code = version_text((value,))
+            if code in code_map:
+                value = code_map[code]
+            elif mapping.default is not None:
+                value = mapping.default
+            else:
+                raise Rejected(f"{name}: code {code!r} from {source} is not in the column's map and it has no default")
+        elif value is None and mapping.default is not None and code_map is None:
+            value = mapping.default
+        if value is None:
+            if mapping.required:
+                raise Rejected(f"{name}: required, but source column {source} is NULL")
+            return None
+        try:
+            return to_target(value)
+        except Rejected as reason:
+            raise Rejected(f"{name}: {reason} (source column {source}, value {_show(value)})") from None
+
+    return convert
+
+
+def _show(value: Any) -> str:
+    text = _json_value(value) if not isinstance(value, str) else value
+    return repr(text[:60] + "..." if len(text) > 60 else text)
+
+
+def _type_converter(target: ColumnType) -> Callable[[Any], Any]:
+    family = target.family
+    if family == "integer":
+        return _integer(target)
+    if family == "decimal":
+        return _decimal(target)
+    if family == "text":
+        return _text(target)
+    if family == "timestamp":
+        return _timestamp
+    if family == "date":
+        return _date
+    if family == "boolean":
+        return _boolean
+    if family == "float":
+        return _float
+    return lambda value: value
+
+
+def _integer(target: ColumnType) -> Callable[[Any], int]:
+    low, high = _INTEGER_RANGE.get(target.precision or 32, _INTEGER_RANGE[64])
+
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            number = int(value)
+        elif isinstance(value, int):
+            number = value
+        else:
+            try:
+                decimal = Decimal(str(value).strip())
+            except InvalidOperation:
+                raise Rejected("not a whole number") from None
+            if decimal != decimal.to_integral_value():
+                raise Rejected("not a whole number")
+            number = int(decimal)
+        if not low <= number <= high:
+            raise Rejected(f"{number} is outside the range of {target.describe()} ({low} to {high})")
+        return number
+
+    return convert
+
+
+def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
+    precision, scale = target.precision or 38, target.scale or 0
+    quantum = Decimal(1).scaleb(-scale)
+    limit = Decimal(10) ** (precision - scale)
+
+    def convert(value: Any) -> Decimal:
+        try:
+            number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        except InvalidOperation:
+            raise Rejected("not a number") from None
+        if not number.is_finite():
+            raise Rejected("not a finite number")
+        rounded = number.quantize(quantum) if number.as_tuple().exponent < -scale else number
+        if rounded != number:
+            raise Rejected(f"has more than {scale} decimal places ({target.describe()})")
+        if abs(number) >= limit:
+            raise Rejected(f"too large for {target.describe()}")
+        return number
+
+    return convert
+
+
+def _text(target: ColumnType) -> Callable[[Any], str]:
+    length = target.length
+
+    def convert(value: Any) -> str:
+        text = value if isinstance(value, str) else _json_value(value) if not isinstance(value, (int, float)) else str(value)
+        if length is not None and len(text) > length:
+            raise Rejected(f"{len(text)} characters, the staging column holds at most {length}")
+        return text
+
+    return convert
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    try:
+        return dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise Rejected("not a timestamp (expected ISO-8601, e.g. 2025-06-01 14:30:00)") from None
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0):
+            raise Rejected("has a time of day; the staging column is a date")
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise Rejected("not a date (expected YYYY-MM-DD)") from None
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise Rejected("not a yes/no value (expected 1/0, true/false, Y/N)")
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise Rejected("not a number") from None

@@ -1,0 +1,161 @@
+"""One run of one flow: the stages in order, nothing else.
+
+drift gate -> read (watermark) -> map/validate -> write (staging + watermark, one transaction) -> report.
+Everything a flow needs is prepared once per process (`prepare`), so a poll that finds nothing is cheap.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from agent import watermark
+from agent.config import FlowConfig, LoadedConfig
+from agent.connect import Systems
+from agent.dialects import Dialect
+from agent.errors import AgentError, SchemaMismatch
+from agent.mapping import RowMapper
+from agent.read import BatchReader, Cursor, SourceColumn, check_source_columns, describe_source_table, lag_upper_bound, overlap_start
+from agent.report import FAILED, HALTED, BatchReport, FlowReport, record_failure, utc_now
+from agent.staging import StagingTable, check_staging_columns, staging_table_for
+from agent.watermark import ControlTables, Watermark
+from agent.write import write_batch
+
+# A drift gate answers, before each run of a flow, with None (go on) or the reason the flow must halt.
+Gate = Callable[[str], "str | None"]
+# Called after each committed batch (the demo shows progress with it).
+BatchListener = Callable[[BatchReport], None]
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    name: str
+    flow: FlowConfig
+    source_engine: Engine
+    target_engine: Engine
+    source_dialect: Dialect
+    target_dialect: Dialect
+    source_columns: dict[str, SourceColumn]
+    reader: BatchReader
+    mapper: RowMapper
+    staging: StagingTable
+    control: ControlTables
+
+
+def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
+    """Look up the flow's tables once; raises SchemaMismatch (a configuration error) before any data moves."""
+    flow = config.model.flows[name]
+    source_engine, target_engine = systems.source(flow.source), systems.target(flow.target)
+    source_dialect, target_dialect = systems.dialect(flow.source), systems.dialect(flow.target)
+    source = describe_source_table(source_engine, flow.source_schema, flow.source_table)
+    problems = check_source_columns(name, flow, flow.source, source)
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    staging = staging_table_for(config, name, flow, source)
+    live_staging = describe_source_table(target_engine, staging.schema, staging.name)
+    problems = check_staging_columns(staging, live_staging, flow.target)
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    source_sql = source_dialect.table(flow.source_schema, flow.source_table)
+    reader = BatchReader(source_engine, source_dialect, flow, source, source_sql)
+    return FlowContext(
+        name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
+        source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
+        mapper=RowMapper(name, flow, reader.columns, staging.types()), staging=staging,
+        control=ControlTables.in_schema(target_dialect, staging.schema),
+    )
+
+
+def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None) -> FlowReport:
+    """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors."""
+    report = FlowReport(ctx.name)
+    halt_reason = gate(ctx.name) if gate else None
+    if halt_reason:
+        _record_outcome(ctx, HALTED, halt_reason, None)
+        return report.finish(HALTED, halt_reason)
+    position: Watermark | None = None
+    try:
+        with ctx.target_engine.connect() as conn:
+            position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
+        report.watermark_before = report.watermark_after = position.describe()
+        for page in ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx)):
+            position = _write_page(ctx, page, position, report, on_batch)
+        return report.finish()
+    except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
+        message = describe_failure(ctx, exc)
+        _record_outcome(ctx, FAILED, message, position)
+        return report.finish(FAILED, message)
+
+
+def _write_page(
+    ctx: FlowContext, page: list[tuple[Any, ...]], position: Watermark, report: FlowReport,
+    on_batch: BatchListener | None,
+) -> Watermark:
+    record = BatchReport(ctx.name, new_batch_id(), utc_now(), rows_read=len(page), watermark_before=position.describe())
+    mapped = ctx.mapper.map_batch(page, record.batch_id)
+    new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page[-1]))
+    with ctx.target_engine.begin() as conn:
+        position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record)
+    report.add(record)
+    report.watermark_after = position.describe()
+    if on_batch:
+        on_batch(record)
+    return position
+
+
+def _start_cursor(flow: FlowConfig, position: Watermark) -> Cursor:
+    if position.values is None:
+        return Cursor()
+    if flow.overlap:
+        return Cursor(from_value=overlap_start(flow, position.values))
+    return Cursor(after=position.values)
+
+
+def _upper_bound(ctx: FlowContext) -> Any:
+    return lag_upper_bound(ctx.source_engine, ctx.source_dialect, ctx.flow, ctx.source_columns[ctx.flow.watermark[0]])
+
+
+def _furthest(flow: FlowConfig, stored: tuple[Any, ...] | None, last_read: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The stored watermark never moves back (a re-read of the overlap window ends behind it)."""
+    if stored is None or not flow.overlap:
+        return last_read
+    return last_read if last_read > stored else stored
+
+
+def new_batch_id() -> str:
+    """Sortable and unique: UTC time to the microsecond plus random bits, e.g. 20261125T101500123456-9f3a0c1e."""
+    return f"{utc_now():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
+
+
+def describe_failure(ctx: FlowContext, exc: Exception) -> str:
+    if isinstance(exc, sa.exc.DBAPIError):
+        # The driver's own message, without the statement or parameters (those are in `render-sql`).
+        return f"database error ({type(exc.orig).__name__}): {str(exc.orig).strip().splitlines()[0]}"
+    return str(exc)
+
+
+def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Watermark | None) -> None:
+    record = BatchReport(ctx.name, new_batch_id(), utc_now(), outcome=outcome, message=message)
+    record.watermark_before = record.watermark_after = position.describe() if position else None
+    record_failure(ctx.target_engine, ctx.target_dialect, ctx.control, record)
+
+
+def run_once(
+    config: LoadedConfig, systems: Systems, only: str | None = None, gate: Gate | None = None,
+    on_batch: BatchListener | None = None,
+) -> list[FlowReport]:
+    """`run --once`: prepare every flow first (configuration errors stop everything), then run each."""
+    contexts, problems = [], []
+    for name in config.flows(only):
+        try:
+            contexts.append(prepare(config, systems, name))
+        except SchemaMismatch as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    return [run_flow(ctx, gate, on_batch) for ctx in contexts]

@@ -1,0 +1,188 @@
+"""Read stage: pages of changed MES rows in watermark (keyset) order, read-only, memory bounded by batch_size.
+
+Each page is its own short read on the source: `(c1, c2) > (:v1, :v2) ORDER BY c1, c2` with a limit, so the
+MES does an index range scan per batch and never holds a snapshot open for a whole initial load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from agent.config import FlowConfig
+from agent.dialects import Dialect
+from agent.errors import SchemaMismatch, UnsortedBatch
+from agent.types import ColumnType, from_sqlalchemy
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    sa_type: sa.types.TypeEngine
+    column_type: ColumnType
+    nullable: bool
+
+
+def describe_source_table(engine: Engine, schema: str | None, table: str) -> dict[str, SourceColumn]:
+    """Columns of a source table as the database reports them (once per flow and process)."""
+    inspector = sa.inspect(engine)
+    try:
+        reflected = inspector.get_columns(table, schema=schema)
+    except sa.exc.NoSuchTableError:
+        reflected = []
+    return {
+        c["name"]: SourceColumn(c["name"], c["type"], from_sqlalchemy(c["type"]), bool(c.get("nullable", True)))
+        for c in reflected
+    }
+
+
+def needed_source_columns(flow: FlowConfig) -> list[str]:
+    """Watermark, key and mapped columns, each once, in that order: the read's select list."""
+    names: list[str] = []
+    for name in [*flow.watermark, *flow.key, *(m.source for m in flow.columns.values() if m.source)]:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def check_source_columns(flow_name: str, flow: FlowConfig, system: str, columns: dict[str, SourceColumn]) -> list[str]:
+    """Problems with the flow's source columns, for a person (empty when all exist)."""
+    if not columns:
+        return [f"flow {flow_name}: source table {flow.table} does not exist in system {system} (or the agent's login cannot see it)"]
+    problems = []
+    lowered = {name.lower(): name for name in columns}
+    for name in needed_source_columns(flow):
+        if name not in columns:
+            hint = f" (the table has {lowered[name.lower()]!r}: names are case-sensitive)" if name.lower() in lowered else ""
+            problems.append(f"flow {flow_name}: column {name!r} does not exist in source table {flow.table} on system {system}{hint}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after a row (keyset), from a timestamp (overlap window) or at the start."""
+
+    after: tuple[Any, ...] | None = None
+    from_value: Any = None
+
+    @property
+    def mode(self) -> str:
+        if self.after is not None:
+            return "after"
+        return "from" if self.from_value is not None else "start"
+
+
+class BatchReader:
+    """Reads one flow's source in pages. Owns the select list and the keyset order."""
+
+    def __init__(self, engine: Engine, dialect: Dialect, flow: FlowConfig, source: dict[str, SourceColumn], source_sql: str):
+        self.engine = engine
+        self.dialect = dialect
+        self.flow = flow
+        self.columns = needed_source_columns(flow)
+        self.source = source
+        self.source_sql = source_sql
+        self.watermark_positions = [self.columns.index(c) for c in flow.watermark]
+
+    def statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextClause:
+        quote = self.dialect.quote
+        params = [f":wm_{i}" for i in range(len(self.flow.watermark))]
+        first = self.source[self.flow.watermark[0]].sa_type
+        bind_types: dict[str, sa.types.TypeEngine] = {"batch_size": sa.Integer()}
+        if cursor_mode == "after":
+            bind_types.update({f"wm_{i}": self.source[c].sa_type for i, c in enumerate(self.flow.watermark)})
+        if cursor_mode == "from":
+            bind_types["lower_bound"] = first
+        if has_upper_bound:
+            bind_types["upper_bound"] = first
+        clause = self.dialect.statement(
+            "read_batch",
+            bind_types,
+            columns=[quote(c) for c in self.columns],
+            source=self.source_sql,
+            watermark=[quote(c) for c in self.flow.watermark],
+            params=params,
+            cursor=cursor_mode,
+            upper_bound=has_upper_bound,
+        )
+        return clause.columns(*[sa.column(c, self.source[c].sa_type) for c in self.columns])
+
+    def read_page(self, cursor: Cursor, upper_bound: Any = None) -> list[tuple[Any, ...]]:
+        statement = self.statement(cursor.mode, upper_bound is not None)
+        params: dict[str, Any] = {"batch_size": self.flow.batch_size}
+        if cursor.after is not None:
+            params.update({f"wm_{i}": v for i, v in enumerate(cursor.after)})
+        if cursor.from_value is not None:
+            params["lower_bound"] = cursor.from_value
+        if upper_bound is not None:
+            params["upper_bound"] = upper_bound
+        with self.engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(statement, params)]
+            conn.rollback()  # read-only: end the snapshot right away
+        self._check_order(rows, cursor)
+        return rows
+
+    def watermark_of(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(row[i] for i in self.watermark_positions)
+
+    def pages(self, cursor: Cursor, upper_bound: Any = None) -> Iterator[list[tuple[Any, ...]]]:
+        """Pages until a short one; each page's cursor is the previous page's last row."""
+        while True:
+            rows = self.read_page(cursor, upper_bound)
+            if rows:
+                yield rows
+            if len(rows) < self.flow.batch_size:
+                return
+            cursor = Cursor(after=self.watermark_of(rows[-1]))
+
+    def _check_order(self, rows: list[tuple[Any, ...]], cursor: Cursor) -> None:
+        previous = cursor.after
+        for row in rows:
+            current = self.watermark_of(row)
+            if any(v is None for v in current):
+                raise UnsortedBatch(
+                    f"a source row of {self.flow.table or self.flow.query} has NULL in a watermark column "
+                    f"({', '.join(self.flow.watermark)}): such rows cannot be tracked. Make the columns NOT NULL "
+                    "or filter NULLs out in a custom query."
+                )
+            if previous is not None and _comparable(current) and not current > previous:
+                raise UnsortedBatch(
+                    f"source returned watermark {current} after {previous}: rows are not in strict "
+                    f"({', '.join(self.flow.watermark)}) order; the last watermark column must be unique per value "
+                    "of the others (add the key as last watermark column)"
+                )
+            previous = current
+
+
+def _comparable(values: tuple[Any, ...]) -> bool:
+    # Text order in the database follows its collation, not Python's; only check other types.
+    return not any(isinstance(v, str) for v in values)
+
+
+def lag_upper_bound(engine: Engine, dialect: Dialect, flow: FlowConfig, first: SourceColumn) -> Any:
+    """`server now - lag` on the MES clock, or None when the flow has no lag."""
+    if not flow.lag:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(dialect.render("server_time"))).one()
+        conn.rollback()
+    now = row.zoned_now if first.column_type.timezone else row.local_now
+    if isinstance(now, str):
+        now = dt.datetime.fromisoformat(now)
+    return now - flow.lag
+
+
+def overlap_start(flow: FlowConfig, watermark_values: tuple[Any, ...]) -> Any:
+    """The first watermark column's value `overlap` before the stored position."""
+    first = watermark_values[0]
+    if isinstance(first, (dt.datetime, dt.date)):
+        return first - flow.overlap
+    raise SchemaMismatch(
+        f"`overlap:` needs a timestamp as first watermark column, but {flow.watermark[0]} holds "
+        f"{type(first).__name__} values; remove `overlap:` from the flow"
+    )

@@ -1,0 +1,168 @@
+"""Report stage: what each batch and run did, recorded in agent_run and shown to people.
+
+Stages return counts; only this module decides how they are stored, logged and displayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from agent.dialects import Dialect
+from agent.watermark import ControlTables
+
+log = logging.getLogger("mes_erp_agent")
+
+OK, FAILED, HALTED = "ok", "failed", "halted"
+_TIMESTAMP = sa.DateTime()
+
+
+def utc_now() -> dt.datetime:
+    """Naive UTC: control tables store UTC in every dialect (PostgreSQL sessions run in UTC)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class BatchReport:
+    flow: str
+    batch_id: str
+    started_at: dt.datetime
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    outcome: str = OK
+    message: str | None = None
+    finished_at: dt.datetime | None = None
+
+
+@dataclass
+class FlowReport:
+    """One flow's run (`run --once` or one scheduled poll): the sum of its batches."""
+
+    flow: str
+    outcome: str = OK
+    batches: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    watermark_before: str = ""
+    watermark_after: str = ""
+    message: str = ""
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    def add(self, batch: BatchReport) -> None:
+        self.batches += 1
+        self.rows_read += batch.rows_read
+        self.rows_written += batch.rows_written
+        self.rows_duplicate += batch.rows_duplicate
+        self.rows_quarantined += batch.rows_quarantined
+
+    def finish(self, outcome: str = OK, message: str = "") -> FlowReport:
+        self.outcome, self.message = outcome, message
+        self.seconds = time.monotonic() - self.started
+        if outcome == OK:
+            log.info(
+                "flow %s: %d read, %d written, %d already staged, %d quarantined in %d batches (%.1fs); watermark %s",
+                self.flow, self.rows_read, self.rows_written, self.rows_duplicate, self.rows_quarantined,
+                self.batches, self.seconds, self.watermark_after,
+            )
+        else:
+            log.error("flow %s %s: %s", self.flow, outcome, message)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow, "outcome": self.outcome, "batches": self.batches, "rows_read": self.rows_read,
+            "rows_written": self.rows_written, "rows_duplicate": self.rows_duplicate,
+            "rows_quarantined": self.rows_quarantined, "watermark_before": self.watermark_before,
+            "watermark_after": self.watermark_after, "seconds": round(self.seconds, 3), "message": self.message,
+        }
+
+
+def record_batch(conn: Connection, dialect: Dialect, control: ControlTables, batch: BatchReport) -> None:
+    """Insert the batch's agent_run row on the caller's connection (the batch's own transaction)."""
+    batch.finished_at = batch.finished_at or utc_now()
+    statement = dialect.statement(
+        "run_insert", {"started_at": _TIMESTAMP, "finished_at": _TIMESTAMP}, run_table=control.run
+    )
+    conn.execute(statement, {
+        "batch_id": batch.batch_id, "flow": batch.flow, "started_at": batch.started_at,
+        "finished_at": batch.finished_at, "rows_read": batch.rows_read, "rows_written": batch.rows_written,
+        "rows_duplicate": batch.rows_duplicate, "rows_quarantined": batch.rows_quarantined,
+        "watermark_before": batch.watermark_before, "watermark_after": batch.watermark_after,
+        "outcome": batch.outcome, "message": (batch.message or "")[:4000] or None,
+    })
+
+
+def record_failure(engine: Engine, dialect: Dialect, control: ControlTables, batch: BatchReport) -> None:
+    """Best effort: a failed or halted run leaves an agent_run row in its own transaction."""
+    try:
+        with engine.begin() as conn:
+            record_batch(conn, dialect, control, batch)
+    except Exception as exc:  # the ERP may be the thing that is down; the log still has the failure
+        log.warning("flow %s: could not record the %s run in agent_run (%s)", batch.flow, batch.outcome, exc)
+
+
+@dataclass(frozen=True)
+class FlowStatus:
+    flow: str
+    watermark: str
+    last_run_at: str | None
+    last_outcome: str | None
+    last_message: str | None
+    rows_moved: int
+    rows_quarantined: int
+    pending_rows: int | None
+    oldest_pending: str | None
+    oldest_pending_age_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def flow_status(
+    conn: Connection, dialect: Dialect, control: ControlTables, staging_table: str, flow: str, watermark: str
+) -> FlowStatus:
+    params = {"flow": flow}
+    totals = conn.execute(dialect.statement("status_totals", run_table=control.run), params).one()
+    last = conn.execute(
+        dialect.statement("status_last_run", result_types={"finished_at": _TIMESTAMP}, run_table=control.run), params
+    ).first()
+    backlog = conn.execute(
+        dialect.statement("status_backlog", result_types={"oldest_pending": _TIMESTAMP}, staging_table=staging_table), params
+    ).one()
+    oldest = _as_utc(backlog.oldest_pending)
+    age = (dt.datetime.now(dt.timezone.utc) - oldest).total_seconds() if oldest else None
+    return FlowStatus(
+        flow=flow,
+        watermark=watermark,
+        last_run_at=dialect.to_utc_text(_as_utc(last.finished_at)) if last else None,
+        last_outcome=last.outcome if last else None,
+        last_message=last.message if last else None,
+        rows_moved=int(totals.rows_written or 0),
+        rows_quarantined=int(totals.rows_quarantined or 0),
+        pending_rows=int(backlog.pending_rows or 0),
+        oldest_pending=dialect.to_utc_text(oldest),
+        oldest_pending_age_seconds=round(age, 1) if age is not None else None,
+    )
+
+
+def _as_utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)

@@ -1,0 +1,117 @@
+"""The staging contract: each flow's staging table (control columns + mapped columns) and its DDL.
+
+The DDL is rendered from `sql/<dialect>/ddl_*.sql`; the running agent never issues it (a DBA does, or
+`sql ddl --apply` in demos and tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from agent.config import FlowConfig, LoadedConfig
+from agent.dialects import Dialect
+from agent.mapping import CONTROL_COLUMNS, staging_type
+from agent.read import SourceColumn
+from agent.types import ColumnType, to_sqlalchemy
+from agent.watermark import ControlTables
+
+ALL_CONTROL_COLUMNS = ("stg_id", *CONTROL_COLUMNS, "stg_status", "stg_error", "stg_loaded_at")
+CONTROL_TYPES: dict[str, sa.types.TypeEngine] = {name: sa.String() for name in CONTROL_COLUMNS}
+
+
+@dataclass(frozen=True)
+class StagingColumn:
+    name: str
+    column_type: ColumnType
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class StagingTable:
+    """One flow's staging table: where it is and what the agent writes into it."""
+
+    flow: str
+    schema: str
+    name: str
+    columns: tuple[StagingColumn, ...]
+
+    @property
+    def insert_columns(self) -> list[str]:
+        """Columns the agent writes, in staging-row order (the rest have database defaults)."""
+        return [*CONTROL_COLUMNS, *(c.name for c in self.columns)]
+
+    def bind_types(self) -> dict[str, sa.types.TypeEngine]:
+        return {**CONTROL_TYPES, **{c.name: to_sqlalchemy(c.column_type) for c in self.columns}}
+
+    def types(self) -> dict[str, ColumnType]:
+        return {c.name: c.column_type for c in self.columns}
+
+
+def staging_table_for(config: LoadedConfig, flow_name: str, flow: FlowConfig, source: dict[str, SourceColumn]) -> StagingTable:
+    schema = config.model.systems[flow.target].staging_schema
+    assert schema is not None, "check-config guarantees a staging schema for every target"
+    columns = []
+    for name, mapping in flow.columns.items():
+        source_type = source[mapping.source].column_type if mapping.source else None
+        columns.append(StagingColumn(name, staging_type(mapping, source_type), nullable=not mapping.required))
+    return StagingTable(flow_name, schema, flow.staging_table_name, tuple(columns))
+
+
+def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) -> list[str]:
+    """CREATE statements for the staging schema, the control tables and each staging table, in order."""
+    statements = []
+    schema_sql = dialect.render("ddl_schema", schema=dialect.quote(schema), schema_name=schema)
+    if schema_sql:
+        statements.append(schema_sql)
+    control = ControlTables.in_schema(dialect, schema)
+    statements += dialect.split_script(
+        dialect.render(
+            "ddl_control_tables",
+            schema=dialect.quote(schema),
+            watermark_table=control.watermark,
+            run_table=control.run,
+            quarantine_table=control.quarantine,
+            watermark_name=f"{schema}.agent_watermark",
+            run_name=f"{schema}.agent_run",
+            quarantine_name=f"{schema}.agent_quarantine",
+            run_table_unqualified=dialect.quote("agent_run"),
+            run_index=dialect.quote("ix_agent_run_flow"),
+            quarantine_unique=dialect.quote("uq_agent_quarantine_source"),
+        )
+    )
+    for table in tables:
+        statements += dialect.split_script(
+            dialect.render(
+                "ddl_staging_table",
+                schema=dialect.quote(schema),
+                staging_table=dialect.table(schema, table.name),
+                staging_table_unqualified=dialect.quote(table.name),
+                staging_name=f"{schema}.{table.name}",
+                unique_name=dialect.quote(f"uq_{table.name}_source"),
+                pending_index=dialect.quote(f"ix_{table.name}_pending"),
+                pending_index_name=f"ix_{table.name}_pending",
+                columns=[
+                    {"name": dialect.quote(c.name), "type": dialect.render_type(c.column_type), "nullable": c.nullable}
+                    for c in table.columns
+                ],
+            )
+        )
+    return statements
+
+
+def check_staging_columns(table: StagingTable, live: dict[str, SourceColumn], system: str) -> list[str]:
+    """Problems with the live staging table against the configuration, for a person."""
+    where = f"{table.schema}.{table.name} on system {system}"
+    if not live:
+        return [
+            f"flow {table.flow}: staging table {where} does not exist; have the DBA run "
+            f"`mes-erp-agent sql ddl -c <config> --system {system}`"
+        ]
+    expected = [*ALL_CONTROL_COLUMNS, *(c.name for c in table.columns)]
+    return [
+        f"flow {table.flow}: column {name!r} does not exist in staging table {where}"
+        for name in expected
+        if name not in live
+    ]

@@ -1,0 +1,156 @@
+"""Normalized column types, shared by mapping, DDL rendering and the drift gate.
+
+A `ColumnType` is the database-neutral meaning of a column type: its family plus
+length, precision, scale and time zone. Dialects turn it into native type text
+(`agent.dialects.*.render_type`) and turn reflected types back into it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+
+FAMILIES = ("integer", "decimal", "float", "text", "timestamp", "date", "time", "boolean", "binary")
+
+# Integer widths in bits, by the names plants use in `type:`.
+_INTEGER_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64, "int2": 16}
+_TEXT_NAMES = {"varchar", "nvarchar", "char", "nchar", "text", "ntext", "string", "character varying", "clob", "character"}
+_TIMESTAMP_NAMES = {"timestamp", "datetime", "datetime2", "timestamptz", "datetimeoffset", "smalldatetime"}
+_DECIMAL_NAMES = {"decimal", "numeric", "number", "money", "smallmoney"}
+_FLOAT_NAMES = {"float", "real", "double", "double precision", "float8", "float4"}
+_BINARY_NAMES = {"binary", "varbinary", "bytea", "blob", "rowversion"}
+_BOOLEAN_NAMES = {"boolean", "bool", "bit"}
+
+_TYPE_TEXT = re.compile(r"^\s*([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\w+)\s*(?:,\s*(\d+)\s*)?\))?\s*(with time zone|without time zone)?\s*$")
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    family: str
+    length: int | None = None  # text/binary: max characters/bytes; None = unbounded
+    precision: int | None = None  # decimal digits; timestamp fractional-second digits; integer bits
+    scale: int | None = None
+    timezone: bool = False
+
+    def describe(self) -> str:
+        """Short human text, e.g. `decimal(18,3)`, `text(50)`, `timestamp(6) with time zone`."""
+        if self.family == "decimal" and self.precision is not None:
+            return f"decimal({self.precision},{self.scale or 0})"
+        if self.family in ("text", "binary") and self.length is not None:
+            return f"{self.family}({self.length})"
+        if self.family == "integer" and self.precision:
+            return {8: "tinyint", 16: "smallint", 32: "int", 64: "bigint"}.get(self.precision, "integer")
+        if self.family == "timestamp":
+            base = "timestamp" if self.precision is None else f"timestamp({self.precision})"
+            return base + (" with time zone" if self.timezone else "")
+        return self.family
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "family": self.family,
+            "length": self.length,
+            "precision": self.precision,
+            "scale": self.scale,
+            "timezone": self.timezone,
+        }
+
+
+def parse_type(text: str) -> ColumnType:
+    """Parse the `type:` text of a column mapping, e.g. `decimal(18,3)`, `varchar(20)`, `bigint`.
+
+    Raises ValueError with the accepted forms when the text is not understood.
+    """
+    match = _TYPE_TEXT.match(text.lower())
+    if not match:
+        raise ValueError(_type_help(text))
+    name, first, second, zone = match.groups()
+    name = name.strip()
+    if name in _INTEGER_BITS:
+        return ColumnType("integer", precision=_INTEGER_BITS[name])
+    if name in _DECIMAL_NAMES:
+        precision = int(first) if first else 38
+        return ColumnType("decimal", precision=precision, scale=int(second) if second else 0)
+    if name in _FLOAT_NAMES:
+        return ColumnType("float")
+    if name in _TEXT_NAMES:
+        length = None if first in (None, "max") else int(first)
+        return ColumnType("text", length=length)
+    if name in _BINARY_NAMES:
+        return ColumnType("binary", length=None if first in (None, "max") else int(first))
+    if name in _TIMESTAMP_NAMES:
+        timezone = name in ("timestamptz", "datetimeoffset") or zone == "with time zone"
+        return ColumnType("timestamp", precision=int(first) if first else 6, timezone=timezone)
+    if name == "date":
+        return ColumnType("date")
+    if name == "time":
+        return ColumnType("time")
+    if name in _BOOLEAN_NAMES:
+        return ColumnType("boolean")
+    raise ValueError(_type_help(text))
+
+
+def _type_help(text: str) -> str:
+    return (
+        f"unknown column type {text!r}; use one of: int, smallint, bigint, decimal(P,S), float, "
+        "varchar(N), text, timestamp, timestamptz, date, time, boolean, varbinary(N)"
+    )
+
+
+def from_sqlalchemy(sa_type: sa.types.TypeEngine) -> ColumnType:
+    """Normalize a reflected SQLAlchemy type (any dialect) to a ColumnType."""
+    visit = type(sa_type).__name__.upper()
+    if isinstance(sa_type, sa.Boolean) or visit == "BIT":
+        return ColumnType("boolean")
+    if isinstance(sa_type, sa.Integer):
+        bits = 16 if isinstance(sa_type, sa.SmallInteger) else 64 if isinstance(sa_type, sa.BigInteger) else 32
+        if visit in ("TINYINT",):
+            bits = 8
+        return ColumnType("integer", precision=bits)
+    if isinstance(sa_type, sa.Float) or visit in ("REAL", "DOUBLE", "DOUBLE_PRECISION", "FLOAT"):
+        return ColumnType("float")
+    if isinstance(sa_type, sa.Numeric):
+        if visit in ("MONEY",):
+            return ColumnType("decimal", precision=19, scale=4)
+        if visit in ("SMALLMONEY",):
+            return ColumnType("decimal", precision=10, scale=4)
+        return ColumnType("decimal", precision=sa_type.precision, scale=sa_type.scale)
+    if isinstance(sa_type, sa.DateTime):
+        precision = getattr(sa_type, "precision", None) or getattr(sa_type, "fsp", None)
+        return ColumnType("timestamp", precision=precision, timezone=bool(getattr(sa_type, "timezone", False)))
+    if isinstance(sa_type, sa.Date):
+        return ColumnType("date")
+    if isinstance(sa_type, sa.Time):
+        return ColumnType("time")
+    if isinstance(sa_type, sa.String):
+        return ColumnType("text", length=sa_type.length)
+    if isinstance(sa_type, sa.LargeBinary) or visit in ("ROWVERSION", "TIMESTAMP", "BINARY", "VARBINARY"):
+        return ColumnType("binary", length=getattr(sa_type, "length", None))
+    return ColumnType("text")
+
+
+def with_length(column_type: ColumnType, length: int | None) -> ColumnType:
+    return replace(column_type, length=length)
+
+
+def to_sqlalchemy(column_type: ColumnType) -> sa.types.TypeEngine:
+    """The SQLAlchemy type used to bind and read values of this column (not for DDL: see dialects)."""
+    family = column_type.family
+    if family == "integer":
+        return sa.BigInteger() if (column_type.precision or 32) > 32 else sa.Integer()
+    if family == "decimal":
+        return sa.Numeric(column_type.precision, column_type.scale, asdecimal=True)
+    if family == "float":
+        return sa.Float()
+    if family == "timestamp":
+        return sa.DateTime(timezone=column_type.timezone)
+    if family == "date":
+        return sa.Date()
+    if family == "time":
+        return sa.Time()
+    if family == "boolean":
+        return sa.Boolean()
+    if family == "binary":
+        return sa.LargeBinary(column_type.length)
+    return sa.String(column_type.length)

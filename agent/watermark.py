@@ -1,0 +1,147 @@
+"""A flow's position in its source table, stored in the ERP next to the rows it describes.
+
+The watermark is the keyset value of the last row written: the flow's ordered `watermark:` columns.
+It is loaded at the start of a run and advanced inside each batch's write transaction, so the staging
+rows and the position commit together or not at all. Values round-trip exactly (typed JSON).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agent.dialects import Dialect
+from agent.errors import ConcurrentAgent, UnsupportedValue, WatermarkKeyChanged
+
+NULL_TEXT = "\\N"
+
+
+@dataclass(frozen=True)
+class Watermark:
+    flow: str
+    columns: tuple[str, ...]
+    values: tuple[Any, ...] | None  # None: nothing read yet (initial load)
+    revision: int = 0  # 0: no row stored yet
+
+    def describe(self) -> str:
+        if self.values is None:
+            return "(initial load)"
+        return ", ".join(f"{c}={version_text((v,))}" for c, v in zip(self.columns, self.values))
+
+
+def version_text(values: tuple[Any, ...]) -> str:
+    """Canonical text of key or watermark values, joined by `|` (stg_source_key, stg_source_version)."""
+    return "|".join(_canonical(v) for v in values)
+
+
+def _canonical(value: Any) -> str:
+    if value is None:
+        return NULL_TEXT
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.time):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex().upper()
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("|", "\\|")
+    return str(value)
+
+
+_ENCODERS = {
+    "null": (lambda v: v is None, lambda v: None, lambda s: None),
+    "bool": (lambda v: isinstance(v, bool), lambda v: v, lambda s: bool(s)),
+    "int": (lambda v: isinstance(v, int), str, int),
+    "decimal": (lambda v: isinstance(v, Decimal), str, Decimal),
+    "float": (lambda v: isinstance(v, float), repr, float),
+    "datetime": (lambda v: isinstance(v, dt.datetime), lambda v: v.isoformat(timespec="microseconds"), dt.datetime.fromisoformat),
+    "date": (lambda v: isinstance(v, dt.date), dt.date.isoformat, dt.date.fromisoformat),
+    "time": (lambda v: isinstance(v, dt.time), lambda v: v.isoformat(timespec="microseconds"), dt.time.fromisoformat),
+    "text": (lambda v: isinstance(v, str), str, str),
+    "bytes": (lambda v: isinstance(v, (bytes, bytearray, memoryview)), lambda v: bytes(v).hex(), bytes.fromhex),
+}
+
+
+def encode(values: tuple[Any, ...]) -> str:
+    """Typed JSON, e.g. `[{"type": "datetime", "value": "2025-06-01T00:00:00.123456"}, ...]`."""
+    return json.dumps([_encode_one(v) for v in values])
+
+
+def _encode_one(value: Any) -> dict[str, Any]:
+    for type_name, (matches, to_text, _) in _ENCODERS.items():
+        if matches(value):
+            return {"type": type_name, "value": to_text(value)}
+    raise UnsupportedValue(
+        f"watermark value {value!r} has type {type(value).__name__}, which the agent cannot store exactly; "
+        "use timestamp, integer, decimal, text or rowversion columns as watermark"
+    )
+
+
+def decode(text: str) -> tuple[Any, ...]:
+    return tuple(_ENCODERS[item["type"]][2](item["value"]) for item in json.loads(text))
+
+
+@dataclass(frozen=True)
+class ControlTables:
+    """Qualified names of the agent's control tables in one staging schema."""
+
+    watermark: str
+    run: str
+    quarantine: str
+
+    @classmethod
+    def in_schema(cls, dialect: Dialect, schema: str) -> ControlTables:
+        return cls(
+            watermark=dialect.table(schema, "agent_watermark"),
+            run=dialect.table(schema, "agent_run"),
+            quarantine=dialect.table(schema, "agent_quarantine"),
+        )
+
+
+def load(conn: Connection, dialect: Dialect, tables: ControlTables, flow: str, columns: list[str]) -> Watermark:
+    sql = dialect.render("watermark_select", watermark_table=tables.watermark)
+    row = conn.execute(sa.text(sql), {"flow": flow}).first()
+    if row is None:
+        return Watermark(flow, tuple(columns), None, 0)
+    stored_columns = tuple(json.loads(row.watermark_columns))
+    if stored_columns != tuple(columns):
+        raise WatermarkKeyChanged(
+            f"flow {flow}: the stored watermark is on columns ({', '.join(stored_columns)}) but the configuration "
+            f"now names ({', '.join(columns)}). The flow is halted so that it neither skips nor reloads rows. "
+            f"Restore the previous `watermark:` or, to start this flow over on the new columns, have the DBA delete "
+            f"its row from agent_watermark (flow = '{flow}') after checking the staging table."
+        )
+    return Watermark(flow, stored_columns, decode(row.watermark_values), int(row.revision))
+
+
+def advance(
+    conn: Connection, dialect: Dialect, tables: ControlTables, before: Watermark, values: tuple[Any, ...],
+    now: dt.datetime,
+) -> Watermark:
+    """Store `values` as the flow's new position (caller's transaction). Fails if another agent moved it."""
+    params = {"flow": before.flow, "watermark_values": encode(values), "updated_at": now}
+    if before.revision == 0:
+        sql = dialect.render("watermark_insert", watermark_table=tables.watermark)
+        conn.execute(sa.text(sql), {**params, "watermark_columns": json.dumps(list(before.columns))})
+    else:
+        sql = dialect.render("watermark_update", watermark_table=tables.watermark)
+        result = conn.execute(sa.text(sql), {**params, "revision": before.revision})
+        if result.rowcount != 1:
+            raise ConcurrentAgent(
+                f"flow {before.flow}: its watermark in agent_watermark changed while this batch was written "
+                "(another mes-erp-agent is running the same flow against the same ERP). This batch was rolled "
+                "back. Run one agent per flow."
+            )
+    return Watermark(before.flow, before.columns, values, before.revision + 1)

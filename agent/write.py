@@ -1,0 +1,70 @@
+"""Write stage: one batch = one transaction on the ERP: staging rows, quarantine rows, watermark, run row.
+
+A crash anywhere before the commit leaves nothing behind; the next run re-reads the batch from the last
+committed watermark, and the unique (stg_flow, stg_source_key, stg_source_version) absorbs re-reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from agent import report, watermark
+from agent.dialects import Dialect
+from agent.mapping import MappedBatch
+from agent.report import BatchReport
+from agent.staging import StagingTable
+from agent.watermark import ControlTables, Watermark
+
+
+def write_batch(
+    conn: Connection,
+    dialect: Dialect,
+    staging: StagingTable,
+    control: ControlTables,
+    batch: MappedBatch,
+    position: Watermark,
+    new_position: tuple[Any, ...],
+    record: BatchReport,
+) -> Watermark:
+    """Everything of one batch on the caller's transaction; returns the advanced watermark."""
+    record.rows_written = insert_new_rows(conn, dialect, staging, batch.rows)
+    record.rows_duplicate = len(batch.rows) - record.rows_written
+    record.rows_quarantined = len(batch.quarantined)
+    insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
+    advanced = watermark.advance(conn, dialect, control, position, new_position, report.utc_now())
+    record.watermark_after = advanced.describe()
+    report.record_batch(conn, dialect, control, record)
+    return advanced
+
+
+def insert_new_rows(conn: Connection, dialect: Dialect, staging: StagingTable, rows: list[tuple[Any, ...]]) -> int:
+    """Bulk-load the batch into a session-private table, then append what staging does not have yet."""
+    if not rows:
+        return 0
+    batch_table = dialect.batch_table_name(staging.flow, staging.schema)
+    quote = dialect.quote
+    columns = [quote(c) for c in staging.insert_columns]
+    context = {"batch_table": batch_table, "staging_table": dialect.table(staging.schema, staging.name), "columns": columns}
+    conn.execute(dialect.statement("drop_batch_table", **context))
+    conn.execute(dialect.statement("create_batch_table", **context))
+    dialect.load_batch_table(conn, batch_table, staging.insert_columns, rows, staging.bind_types())
+    written = conn.execute(dialect.statement("write_staging", **context)).rowcount
+    conn.execute(dialect.statement("drop_batch_table", **context))
+    return written
+
+
+def insert_quarantined(
+    conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, batch: MappedBatch, batch_id: str
+) -> None:
+    if not batch.quarantined:
+        return
+    statement = dialect.statement("quarantine_insert", quarantine_table=control.quarantine)
+    conn.execute(statement, [
+        {
+            "flow": staging.flow, "source_key": row.source_key, "source_version": row.source_version,
+            "batch_id": batch_id, "source_row": row.source_row, "reason": row.reason,
+        }
+        for row in batch.quarantined
+    ])

@@ -1,0 +1,39 @@
+-- The agent's own bookkeeping, in the staging schema: where each flow is (agent_watermark), what each
+-- batch did (agent_run), and the source rows that failed mapping or validation (agent_quarantine).
+IF OBJECT_ID(N'{{ watermark_name }}', N'U') IS NULL
+CREATE TABLE {{ watermark_table }} (
+    flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
+    watermark_columns nvarchar(1000) NOT NULL,
+    watermark_values nvarchar(max) NOT NULL,
+    revision bigint NOT NULL,
+    updated_at datetime2(7) NOT NULL
+);
+IF OBJECT_ID(N'{{ run_name }}', N'U') IS NULL
+CREATE TABLE {{ run_table }} (
+    run_id bigint IDENTITY(1,1) NOT NULL PRIMARY KEY,
+    batch_id nvarchar(40) NOT NULL,
+    flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    started_at datetime2(7) NOT NULL,
+    finished_at datetime2(7) NOT NULL,
+    rows_read int NOT NULL,
+    rows_written int NOT NULL,
+    rows_duplicate int NOT NULL,
+    rows_quarantined int NOT NULL,
+    watermark_before nvarchar(max) NULL,
+    watermark_after nvarchar(max) NULL,
+    outcome nvarchar(16) NOT NULL,
+    message nvarchar(max) NULL,
+    INDEX {{ run_index }} (flow, run_id)
+);
+IF OBJECT_ID(N'{{ quarantine_name }}', N'U') IS NULL
+CREATE TABLE {{ quarantine_table }} (
+    quarantine_id bigint IDENTITY(1,1) NOT NULL PRIMARY KEY,
+    flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    source_key nvarchar(256) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    source_version nvarchar(128) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    batch_id nvarchar(40) NOT NULL,
+    source_row nvarchar(max) NOT NULL,
+    reason nvarchar(max) NOT NULL,
+    quarantined_at datetime2(7) NOT NULL DEFAULT SYSUTCDATETIME(),
+    CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
+)

@@ -1,0 +1,36 @@
+-- The agent's own bookkeeping, in the staging schema: where each flow is (agent_watermark), what each
+-- batch did (agent_run), and the source rows that failed mapping or validation (agent_quarantine).
+CREATE TABLE IF NOT EXISTS {{ watermark_table }} (
+    flow varchar(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+    watermark_columns varchar(1000) NOT NULL,
+    watermark_values text NOT NULL,
+    revision bigint NOT NULL,
+    updated_at datetime(6) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS {{ run_table }} (
+    run_id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    batch_id varchar(40) NOT NULL,
+    flow varchar(64) COLLATE utf8mb4_bin NOT NULL,
+    started_at datetime(6) NOT NULL,
+    finished_at datetime(6) NOT NULL,
+    rows_read int NOT NULL,
+    rows_written int NOT NULL,
+    rows_duplicate int NOT NULL,
+    rows_quarantined int NOT NULL,
+    watermark_before text NULL,
+    watermark_after text NULL,
+    outcome varchar(16) NOT NULL,
+    message text NULL,
+    INDEX {{ run_index }} (flow, run_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
+    quarantine_id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    flow varchar(64) COLLATE utf8mb4_bin NOT NULL,
+    source_key varchar(256) COLLATE utf8mb4_bin NOT NULL,
+    source_version varchar(128) COLLATE utf8mb4_bin NOT NULL,
+    batch_id varchar(40) NOT NULL,
+    source_row longtext NOT NULL,
+    reason text NOT NULL,
+    quarantined_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4

@@ -1,0 +1,2 @@
+-- SQLite has no CREATE SCHEMA: the staging schema is a database file attached under that name
+-- (`attach:` in the system's configuration). Nothing to run.
