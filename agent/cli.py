@@ -26,8 +26,9 @@ from agent.staging import StagingTable, ddl_statements, staging_table_for
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_CONFIG, EXIT_DRIFT = 0, 1, 2, 3
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output (logs, CI, scripts) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 config_option = click.option(
     "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="The agent's YAML configuration file.",
