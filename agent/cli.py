@@ -36,7 +36,7 @@ config_option = click.option(
 
 
 def fail(message: str, code: int) -> NoReturn:
-    errors.print(message, markup=False, highlight=False)
+    errors.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -250,19 +250,32 @@ def load_config(path: str | Path) -> LoadedConfig:
     if node is None:
         raise ConfigError([f"{path}: the file is empty; see config.example.yaml for a complete example"])
     lines: dict[tuple[str, ...], int] = {}
-    problems: list[str] = []
-    data = _to_python(node, (), lines, problems, path)
-    if problems:
-        raise ConfigError(problems)
+    env_problems: list[str] = []
+    data = _to_python(node, (), lines, env_problems, path)
     try:
         model = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe_error(path, lines, error) for error in exc.errors()]) from exc
+        # A value whose ${VAR} is unset is already reported; its validation error would only repeat it.
+        unset = {p.split(": ", 1)[0] for p in env_problems}
+        found = [_describe_error(path, lines, error) for error in exc.errors()]
+        raise ConfigError(_by_line(env_problems + [f for f in found if f.split(": ", 1)[0] not in unset])) from exc
+    if env_problems:
+        raise ConfigError(env_problems)
     loaded = LoadedConfig(path=path, model=model, lines=lines)
     problems = _cross_check(loaded)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_by_line(problems))
     return loaded
+
+
+def _by_line(problems: list[str]) -> list[str]:
+    """Problems in file order (each starts with `file:line:`)."""
+
+    def line(problem: str) -> int:
+        match = re.match(r"^.*?:(\d+): ", problem)
+        return int(match.group(1)) if match else 0
+
+    return sorted(problems, key=line)
 
 
 def _to_python(node: yaml.Node, loc: tuple[str, ...], lines: dict, problems: list[str], path: Path) -> Any:

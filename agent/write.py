@@ -31,8 +31,7 @@ def write_batch(
     """Everything of one batch on the caller's transaction; returns the advanced watermark."""
     record.rows_written = insert_new_rows(conn, dialect, staging, batch.rows)
     record.rows_duplicate = len(batch.rows) - record.rows_written
-    record.rows_quarantined = len(batch.quarantined)
-    insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
+    record.rows_quarantined = insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
     advanced = watermark.advance(conn, dialect, control, position, new_position, report.utc_now())
     record.watermark_after = advanced.describe()
     report.record_batch(conn, dialect, control, record)
@@ -57,14 +56,19 @@ def insert_new_rows(conn: Connection, dialect: Dialect, staging: StagingTable, r
 
 def insert_quarantined(
     conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, batch: MappedBatch, batch_id: str
-) -> None:
+) -> int:
+    """Record rejected rows not recorded before (a re-read skips them); returns how many were new."""
     if not batch.quarantined:
-        return
+        return 0
     statement = dialect.statement("quarantine_insert", quarantine_table=control.quarantine)
-    conn.execute(statement, [
+    params = [
         {
             "flow": staging.flow, "source_key": row.source_key, "source_version": row.source_version,
             "batch_id": batch_id, "source_row": row.source_row, "reason": row.reason,
         }
         for row in batch.quarantined
-    ])
+    ]
+    if conn.dialect.supports_sane_multi_rowcount:
+        return conn.execute(statement, params).rowcount
+    # Rejected rows are rare; where the driver cannot count an executemany, count row by row.
+    return sum(conn.execute(statement, one).rowcount for one in params)

@@ -1,0 +1,1 @@
+"""Demo MES source data (Microsoft AdventureWorks Production tables) and its loader."""
