@@ -144,3 +144,11 @@ def test_a_source_column_that_does_not_exist_stops_the_run_before_any_data_moves
     ]
     rows = cli("status", "-c", str(config), "--json").output
     assert '"rows_moved": 0' in rows
+
+
+def test_the_documented_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("ERP_AGENT_PASSWORD", "not-a-real-password")
+    example = Path(__file__).resolve().parents[1] / "config.example.yaml"
+    result = cli("check-config", "-c", str(example))
+    assert result.exit_code == 0, result.output
+    assert "not-a-real-password" not in result.output
