@@ -72,7 +72,9 @@ class FlowReport:
         self.outcome, self.message = outcome, message
         self.seconds = time.monotonic() - self.started
         if outcome == OK:
-            log.info(
+            # A poll that found nothing is routine: at a 1 s cadence INFO would log 86,400 lines a day.
+            log.log(
+                logging.INFO if self.rows_read else logging.DEBUG,
                 "flow %s: %d read, %d written, %d already staged, %d quarantined in %d batches (%.1fs); watermark %s",
                 self.flow, self.rows_read, self.rows_written, self.rows_duplicate, self.rows_quarantined,
                 self.batches, self.seconds, self.watermark_after,
