@@ -1,7 +1,8 @@
 """The `mes-erp-agent` command.
 
 Exit codes (a contract plants' scripts rely on): 0 success; 1 a flow failed; 2 configuration error
-(file, key or a table/column that does not exist); 3 a flow halted on schema drift.
+(file, key or a table/column that does not exist); 3 a flow halted on schema drift; 4 `run --strict-privileges`
+refused to start: a login can do more than the agent's grants (agent/privileges.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from agent import __version__, pipeline, report, watermark
+from agent import privileges, sql_review  # DBA review commands and the start-up privilege check
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
-from agent.errors import ConfigError, SchemaMismatch
-from agent.read import check_source_columns, describe_source_table
+from agent.errors import ConfigError, SchemaMismatch, SnapshotError
+from agent.read import check_source_columns, describe_source
 from agent.staging import StagingTable, ddl_statements, staging_table_for
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_CONFIG, EXIT_DRIFT = 0, 1, 2, 3
@@ -75,14 +77,15 @@ def check_config(config_path: Path) -> None:
 
 @main.group("sql")
 def sql_group() -> None:
-    """SQL for the DBA: staging and control table DDL."""
+    """SQL for the DBA: staging and control table DDL, least-privilege grants."""
 
 
 @sql_group.command("ddl")
 @config_option
 @click.option("--system", required=True, help="The ERP system (a `systems:` name) whose staging tables to create.")
 @click.option("--apply", is_flag=True, help="Run the statements (demos and tests; in a plant a DBA runs them).")
-def sql_ddl(config_path: Path, system: str, apply: bool) -> None:
+@sql_review.dialect_option
+def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | None) -> None:
     """Print the CREATE statements for a system's staging schema, control tables and staging tables."""
     config = load_or_exit(config_path)
     if system not in config.model.systems:
@@ -90,6 +93,15 @@ def sql_ddl(config_path: Path, system: str, apply: bool) -> None:
     schema = config.model.systems[system].staging_schema
     if schema is None:
         fail(f"{config.where('systems', system)}: system {system} has no `staging_schema:`", EXIT_CONFIG)
+    if dialect_name:  # no connection: staging types from `type:` or the source's schema snapshot
+        if apply:
+            fail("--dialect prints the DDL without connecting; --apply runs it on the system itself", EXIT_CONFIG)
+        try:
+            statements = sql_review.ddl_for_dialect(config, system, dialect_name)
+        except SchemaMismatch as exc:
+            fail(str(exc), EXIT_CONFIG)
+        console.print(";\n\n".join(statements) + ";", markup=False, highlight=False, soft_wrap=True)
+        return
     systems = Systems(config)
     try:
         tables = _staging_tables_of(config, systems, system)
@@ -112,7 +124,7 @@ def _staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> l
     for name, flow in config.model.flows.items():
         if flow.target != system:
             continue
-        source = describe_source_table(systems.source(flow.source), flow.source_schema, flow.source_table)
+        source = describe_source(systems.source(flow.source), systems.dialect(flow.source), flow)
         found = check_source_columns(name, flow, flow.source, source)
         problems += found
         if not found:
@@ -126,16 +138,24 @@ def _staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> l
 @config_option
 @click.option("--once", is_flag=True, help="Catch every flow up once, then exit (for cron, tests, first loads).")
 @click.option("--flow", "flow_name", help="Only this flow.")
-def run(config_path: Path, once: bool, flow_name: str | None) -> None:
+@click.option("--strict-privileges", is_flag=True,
+              help="Refuse to start (exit 4) when a login can do more than `sql grants` gives it (default: warn).")
+def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges: bool) -> None:
     """Move changed MES rows into ERP staging: once (--once), or as a long-running service on each flow's schedule."""
     config = load_or_exit(config_path)
+    try:
+        privileges.startup_check(config, flow_name, strict_privileges)
+    except privileges.PrivilegeExcess as exc:
+        fail(str(exc), privileges.EXIT_PRIVILEGES)
     if not once:
         from agent.schedule import run_forever
 
         sys.exit(run_forever(config, flow_name))
     systems = Systems(config)
     try:
-        reports = pipeline.run_once(config, systems, flow_name, gate=build_gate(config, systems))
+        reports = pipeline.run_once(config, systems, flow_name, gate=build_gate(config, systems, flow_name))
+    except SnapshotError as exc:
+        fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", EXIT_CONFIG)
     except (ConfigError, SchemaMismatch) as exc:
         fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", EXIT_CONFIG)
     finally:
@@ -144,9 +164,14 @@ def run(config_path: Path, once: bool, flow_name: str | None) -> None:
     sys.exit(exit_code_for(reports))
 
 
-def build_gate(config: LoadedConfig, systems: Systems) -> pipeline.Gate | None:
-    """The drift gate run before every flow run (schema snapshots against the live databases)."""
-    return None
+def build_gate(config: LoadedConfig, systems: Systems, only: str | None = None) -> pipeline.Gate | None:
+    """The drift gate run before every flow run (schema snapshots against the live databases).
+
+    Raises SnapshotError (a configuration error) when a system has no usable snapshot.
+    """
+    from agent.drift.gate import DriftGate
+
+    return DriftGate(config, systems, only)
 
 
 def exit_code_for(reports: list[report.FlowReport]) -> int:
@@ -230,3 +255,14 @@ def demo(folder: Path, seconds: int) -> None:
     from agent.demo.run import run_demo
 
     sys.exit(run_demo(folder, seconds, console))
+
+
+# Schema snapshots and drift (agent/drift/commands.py).
+from agent.drift.commands import drift_command, snapshot_command  # noqa: E402
+
+main.add_command(snapshot_command)
+main.add_command(drift_command)
+
+# SQL for the DBA's review (agent/sql_review.py).
+main.add_command(sql_review.render_sql)
+sql_group.add_command(sql_review.sql_grants)

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 
+from agent import dialects, source_query
 from agent.errors import ConfigError
 from agent.types import ColumnType, parse_type
 
@@ -51,12 +52,50 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+PASSWORD_PLACEHOLDER = "CHANGE_ME"
+_PLACEHOLDER_PATTERN = re.compile(r"^[A-Za-z0-9_.:<>{}%+=@!#-]{1,128}$")
+
+
+class GrantsConfig(Model):
+    """How `sql grants` names the agent's login (the password itself is never written into the script)."""
+
+    login: str | None = None  # default: the user name of the system's URL
+    password_placeholder: str = PASSWORD_PLACEHOLDER
+    host: str = "%"  # MySQL/MariaDB: the host part of the account
+
+    @field_validator("login")
+    @classmethod
+    def _login_is_identifier(cls, value: str | None) -> str | None:
+        return check_login(value) if value is not None else None
+
+    @field_validator("password_placeholder")
+    @classmethod
+    def _placeholder_is_plain(cls, value: str) -> str:
+        return check_placeholder(value)
+
+
+def check_login(value: str) -> str:
+    if not IDENTIFIER_PATTERN.match(value):
+        raise ValueError(f"login {value!r} is not a plain identifier (letters, digits, _)")
+    return value
+
+
+def check_placeholder(value: str) -> str:
+    if not _PLACEHOLDER_PATTERN.match(value):
+        raise ValueError("a password placeholder uses letters, digits and _.:<>{}%+=@!#- only (no quotes, $, \\ or blanks)")
+    return value
+
+
 class SystemConfig(Model):
     url: str
     password_file: Path | None = None
     staging_schema: str | None = None
+    # Schemas of ERP core tables: never a staging schema. The database's own core schemas (dbo, public, ...,
+    # see `Dialect.default_protected_schemas`) are protected as well unless named under `allow_staging_in:`.
     protected_schemas: list[str] = Field(default_factory=list)
+    allow_staging_in: list[str] = Field(default_factory=list)
     attach: dict[str, Path] = Field(default_factory=dict)  # SQLite only: schema name -> database file
+    grants: GrantsConfig = GrantsConfig()
 
     @field_validator("url")
     @classmethod
@@ -146,6 +185,9 @@ class FlowConfig(Model):
     schedule: Schedule | None = None
     on_drift: Literal["halt", "halt_on_breaking", "warn"] = "halt"
     enabled: bool = True
+    # SQL Server: the first watermark column is a rowversion; reads stop below MIN_ACTIVE_ROWVERSION(), so a
+    # transaction still in flight is never skipped (instead of `lag:`, which is for timestamps).
+    rowversion: bool = False
 
     @model_validator(mode="after")
     def _table_or_query(self) -> FlowConfig:
@@ -174,6 +216,15 @@ class FlowConfig(Model):
     @property
     def staging_table_name(self) -> str:
         return _split_table(self.staging_table)[1]
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Watermark, key and mapped source columns, each once, in that order: what the flow reads."""
+        names: list[str] = []
+        for name in [*self.watermark, *self.key, *(m.source for m in self.columns.values() if m.source)]:
+            if name not in names:
+                names.append(name)
+        return names
 
 
 class SnapshotsConfig(Model):
@@ -261,7 +312,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(_by_line(env_problems + [f for f in found if f.split(": ", 1)[0] not in unset])) from exc
     if env_problems:
         raise ConfigError(env_problems)
-    loaded = LoadedConfig(path=path, model=model, lines=lines)
+    loaded = LoadedConfig(path=path, model=_with_absolute_paths(model, path.parent), lines=lines)
     problems = _cross_check(loaded)
     if problems:
         raise ConfigError(_by_line(problems))
@@ -276,6 +327,16 @@ def _by_line(problems: list[str]) -> list[str]:
         return int(match.group(1)) if match else 0
 
     return sorted(problems, key=line)
+
+
+def _with_absolute_paths(model: AgentConfig, folder: Path) -> AgentConfig:
+    """Query files resolve against the configuration file's folder, once, so every module sees one path."""
+    flows = {
+        name: flow.model_copy(update={"query": (folder / flow.query).resolve()})
+        if flow.query is not None and not flow.query.is_absolute() else flow
+        for name, flow in model.flows.items()
+    }
+    return model.model_copy(update={"flows": flows})
 
 
 def _to_python(node: yaml.Node, loc: tuple[str, ...], lines: dict, problems: list[str], path: Path) -> Any:
@@ -363,6 +424,12 @@ def _unwrap(annotation: Any) -> Any:
 
 def _cross_check(loaded: LoadedConfig) -> list[str]:
     model, problems = loaded.model, []
+    system_dialects = {}
+    for name, system in model.systems.items():
+        try:
+            system_dialects[name] = dialects.for_url(make_url(system.url))
+        except ValueError as exc:
+            problems.append(f"{loaded.where('systems', name, 'url')}: {exc}")
     for name, flow in model.flows.items():
         at = ("flows", name)
         if not NAME_PATTERN.match(name):
@@ -378,9 +445,14 @@ def _cross_check(loaded: LoadedConfig) -> list[str]:
             problems.append(f"{loaded.where(*at, 'target')}: a flow's source and target must be different systems")
         target = model.systems.get(flow.target)
         if target is not None:
-            problems.extend(_check_staging_target(loaded, name, flow, target))
+            problems.extend(_check_staging_target(loaded, name, flow, target, system_dialects.get(flow.target)))
+        source_dialect = system_dialects.get(flow.source)
         if flow.query is not None and not loaded.resolve(flow.query).is_file():
             problems.append(f"{loaded.where(*at, 'query')}: query file {loaded.resolve(flow.query)} does not exist")
+        elif flow.query is not None and source_dialect is not None:
+            problems.extend(_check_query(loaded, name, flow, source_dialect))
+        if flow.rowversion and source_dialect is not None:
+            problems.extend(_check_rowversion(loaded, name, flow, source_dialect))
         for column in flow.watermark + flow.key:
             if not IDENTIFIER_PATTERN.match(column):
                 problems.append(f"{loaded.where(*at)}: column {column!r} is not a plain identifier")
@@ -389,7 +461,9 @@ def _cross_check(loaded: LoadedConfig) -> list[str]:
     return problems
 
 
-def _check_staging_target(loaded: LoadedConfig, name: str, flow: FlowConfig, target: SystemConfig) -> list[str]:
+def _check_staging_target(
+    loaded: LoadedConfig, name: str, flow: FlowConfig, target: SystemConfig, dialect: dialects.Dialect | None
+) -> list[str]:
     at = ("flows", name)
     if target.staging_schema is None:
         return [
@@ -405,9 +479,63 @@ def _check_staging_target(loaded: LoadedConfig, name: str, flow: FlowConfig, tar
         )
     if not IDENTIFIER_PATTERN.match(table):
         problems.append(f"{loaded.where(*at, 'staging_table')}: {table!r} is not a plain identifier")
-    if target.staging_schema in target.protected_schemas:
+    staging = target.staging_schema.lower()
+    where = loaded.where("systems", flow.target, "staging_schema")
+    if staging in (s.lower() for s in target.protected_schemas):
         problems.append(
-            f"{loaded.where('systems', flow.target, 'staging_schema')}: staging schema {target.staging_schema!r} "
-            f"is listed under protected_schemas (ERP core tables); choose a dedicated staging schema"
+            f"{where}: staging schema {target.staging_schema!r} is listed under protected_schemas (ERP core tables); "
+            f"choose a dedicated staging schema"
         )
+    elif dialect is not None and staging in (s.lower() for s in dialect.protected_schemas(make_url(target.url))):
+        if staging not in (s.lower() for s in target.allow_staging_in):
+            problems.append(
+                f"{where}: staging schema {target.staging_schema!r} is a core schema of the {dialect.name} database "
+                f"(protected by default: {', '.join(dialect.protected_schemas(make_url(target.url)))}); use a "
+                f"dedicated staging schema such as `staging`, or, if the DBA wants the staging tables there, opt in "
+                f"explicitly with `allow_staging_in: [{target.staging_schema}]` under systems.{flow.target}"
+            )
+    return problems
+
+
+def _check_query(loaded: LoadedConfig, name: str, flow: FlowConfig, dialect: dialects.Dialect) -> list[str]:
+    """The query file is one read-only SELECT with every column the flow reads (file:line for each problem)."""
+    assert flow.query is not None
+    at = f"(query of flow {name}, {loaded.where('flows', name, 'query')})"
+    found = source_query.check(flow.query, dialect)
+    if found:
+        return [f"{problem} {at}" for problem in found]
+    query = source_query.load(flow.query, dialect)
+    problems = []
+    if query.uses_with and not dialect.derived_table_allows_with:
+        problems.append(f"{query.where(1)}: WITH (a CTE) cannot stand inside a derived table on {dialect.name}, and "
+                        f"the agent reads the query as one; write the CTE as a subquery in FROM {at}")
+    select_line = min((o.line for o in query.outputs), default=1)
+    for column in flow.source_columns:
+        output = query.output(column, dialect)
+        role = "watermark" if column in flow.watermark else "key" if column in flow.key else "mapped"
+        if output is None:
+            names = ", ".join(o.name for o in query.outputs)
+            problems.append(f"{query.where(select_line)}: the query has no output column {column!r}, which flow {name} "
+                            f"reads as a {role} column (its columns: {names}) {at}")
+        elif output.origin is None and column in flow.watermark:
+            problems.append(f"{query.where(output.line)}: watermark column {column!r} is an expression; the keyset read "
+                            f"needs a plain table column (with an index) {at}")
+    for staging, mapping in flow.columns.items():
+        output = query.output(mapping.source, dialect) if mapping.source else None
+        if output is not None and output.origin is None and mapping.type is None and mapping.map is None:
+            problems.append(f"{query.where(output.line)}: {output.name!r} is an expression, so the agent cannot learn "
+                            f"its type; give staging column {staging!r} a `type:` {at}")
+    return problems
+
+
+def _check_rowversion(loaded: LoadedConfig, name: str, flow: FlowConfig, dialect: dialects.Dialect) -> list[str]:
+    where = loaded.where("flows", name, "rowversion")
+    if not dialect.supports_rowversion_watermark:
+        return [f"{where}: `rowversion: true` is for SQL Server rowversion columns; system {flow.source} is {dialect.name}"]
+    problems = []
+    for key in ("lag", "overlap"):
+        if getattr(flow, key):
+            problems.append(f"{loaded.where('flows', name, key)}: `{key}:` measures time, but flow {name} has a rowversion "
+                            f"watermark: MIN_ACTIVE_ROWVERSION() already keeps reads behind transactions in flight; "
+                            f"remove `{key}:`")
     return problems

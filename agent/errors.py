@@ -33,3 +33,10 @@ class ConcurrentAgent(AgentError):
 
 class UnsupportedValue(AgentError):
     """A watermark value has a type the agent cannot store exactly."""
+
+
+class SnapshotError(ConfigError):
+    """A schema snapshot is missing, incomplete or was edited by hand: the gate cannot check that system."""
+
+    def __init__(self, problem: str):
+        super().__init__([problem])

@@ -20,7 +20,10 @@ from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.errors import AgentError, SchemaMismatch
 from agent.mapping import RowMapper
-from agent.read import BatchReader, Cursor, SourceColumn, check_source_columns, describe_source_table, lag_upper_bound, overlap_start
+from agent.read import (
+    BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, lag_upper_bound,
+    overlap_start, source_sql_for,
+)
 from agent.report import FAILED, HALTED, BatchReport, FlowReport, record_failure, utc_now
 from agent.staging import StagingTable, check_staging_columns, staging_table_for
 from agent.watermark import ControlTables, Watermark
@@ -52,7 +55,7 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     flow = config.model.flows[name]
     source_engine, target_engine = systems.source(flow.source), systems.target(flow.target)
     source_dialect, target_dialect = systems.dialect(flow.source), systems.dialect(flow.target)
-    source = describe_source_table(source_engine, flow.source_schema, flow.source_table)
+    source = describe_source(source_engine, source_dialect, flow)
     problems = check_source_columns(name, flow, flow.source, source)
     if problems:
         raise SchemaMismatch("\n".join(problems))
@@ -61,8 +64,10 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     problems = check_staging_columns(staging, live_staging, flow.target)
     if problems:
         raise SchemaMismatch("\n".join(problems))
-    source_sql = source_dialect.table(flow.source_schema, flow.source_table)
-    reader = BatchReader(source_engine, source_dialect, flow, source, source_sql)
+    reader = BatchReader(source_engine, source_dialect, flow, source, source_sql_for(source_dialect, flow))
+    problems = reader.check_query(name, flow.source)
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
     return FlowContext(
         name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
         source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
@@ -74,12 +79,12 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
 def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None) -> FlowReport:
     """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors."""
     report = FlowReport(ctx.name)
-    halt_reason = gate(ctx.name) if gate else None
-    if halt_reason:
-        _record_outcome(ctx, HALTED, halt_reason, None)
-        return report.finish(HALTED, halt_reason)
     position: Watermark | None = None
     try:
+        halt_reason = gate(ctx.name) if gate else None  # a gate that cannot read the catalog fails the run
+        if halt_reason:
+            _record_outcome(ctx, HALTED, halt_reason, None)
+            return report.finish(HALTED, halt_reason)
         with ctx.target_engine.connect() as conn:
             position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
         report.watermark_before = report.watermark_after = position.describe()
@@ -149,13 +154,32 @@ def run_once(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: Gate | None = None,
     on_batch: BatchListener | None = None,
 ) -> list[FlowReport]:
-    """`run --once`: prepare every flow first (configuration errors stop everything), then run each."""
-    contexts, problems = [], []
+    """`run --once`: prepare every flow first (configuration errors stop everything), then run each.
+
+    A flow whose tables no longer match its configuration because of schema drift is halted, not an error.
+    """
+    contexts: dict[str, FlowContext] = {}
+    halted: dict[str, FlowReport] = {}
+    problems = []
     for name in config.flows(only):
         try:
-            contexts.append(prepare(config, systems, name))
+            contexts[name] = prepare(config, systems, name)
         except SchemaMismatch as exc:
-            problems.append(str(exc))
+            reason = gate(name) if gate else None
+            if reason:
+                halted[name] = halt_unprepared(config, systems, name, reason)
+            else:
+                problems.append(str(exc))
     if problems:
         raise SchemaMismatch("\n".join(problems))
-    return [run_flow(ctx, gate, on_batch) for ctx in contexts]
+    return [halted[name] if name in halted else run_flow(contexts[name], gate, on_batch) for name in config.flows(only)]
+
+
+def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: str, outcome: str = HALTED) -> FlowReport:
+    """End a run of a flow that could not be prepared (its tables drifted): record it, move nothing."""
+    flow = config.model.flows[name]
+    dialect, schema = systems.dialect(flow.target), config.model.systems[flow.target].staging_schema
+    assert schema is not None, "check-config guarantees a staging schema for every target"
+    record = BatchReport(name, new_batch_id(), utc_now(), outcome=outcome, message=reason)
+    record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record)
+    return FlowReport(name).finish(outcome, reason)

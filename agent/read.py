@@ -14,22 +14,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from agent import dialects, source_query
 from agent.config import FlowConfig
 from agent.dialects import Dialect
 from agent.errors import SchemaMismatch, UnsortedBatch
-from agent.types import ColumnType, from_sqlalchemy
+from agent.types import ColumnType, from_sqlalchemy, to_sqlalchemy
 
 
 @dataclass(frozen=True)
 class SourceColumn:
     name: str
     sa_type: sa.types.TypeEngine
-    column_type: ColumnType
+    column_type: ColumnType | None  # None: an expression of a custom query (its type is unknown)
     nullable: bool
 
 
 def describe_source_table(engine: Engine, schema: str | None, table: str) -> dict[str, SourceColumn]:
     """Columns of a source table as the database reports them (once per flow and process)."""
+    dialect = dialects.for_engine(engine)
+    if dialect.describes_with_catalog:
+        return _describe_with_catalog(engine, dialect, schema, table)
     inspector = sa.inspect(engine)
     try:
         reflected = inspector.get_columns(table, schema=schema)
@@ -41,13 +45,53 @@ def describe_source_table(engine: Engine, schema: str | None, table: str) -> dic
     }
 
 
+def _describe_with_catalog(engine: Engine, dialect: Dialect, schema: str | None, table: str) -> dict[str, SourceColumn]:
+    """From the drift gate's catalog query (`sql/<dialect>/catalog.sql`): information_schema shows a login with
+    column-level grants exactly the columns it may read."""
+    sql = dialect.render("catalog", watched=[{"schema": "s0" if schema else None, "table": "t0"}])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql), {"t0": table, **({"s0": schema} if schema else {})}).all()
+        conn.rollback()
+    found = {}
+    # Row layout of catalog.sql: kind, watch_id, object_name, position, column_name, data_type, native_type,
+    # char_length, numeric_precision, numeric_scale, datetime_precision, nullable, ...
+    for row in sorted((r for r in rows if r[0] == "column"), key=lambda r: int(r[3])):
+        column_type = dialect.catalog_type(row[5], str(row[6]), row[7], row[8], row[9], row[10])
+        found[str(row[4])] = SourceColumn(str(row[4]), to_sqlalchemy(column_type), column_type, bool(int(row[11])))
+    return found
+
+
+def describe_source(engine: Engine, dialect: Dialect, flow: FlowConfig) -> dict[str, SourceColumn]:
+    """The flow's source columns: its table's, or its query's output columns typed from the columns they select."""
+    if flow.query is None:
+        return describe_source_table(engine, flow.source_schema, flow.source_table)
+    tables: dict[tuple[str | None, str], dict[str, SourceColumn]] = {}
+    found: dict[str, SourceColumn] = {}
+    for output in source_query.load(flow.query, dialect).outputs:
+        origin = None
+        if output.origin is not None:
+            schema, table, column = output.origin
+            if (schema, table) not in tables:
+                tables[(schema, table)] = describe_source_table(engine, schema, table)
+            origin = next((c for n, c in tables[(schema, table)].items() if dialect.same_column(n, column)), None)
+        found[output.name] = (
+            SourceColumn(output.name, origin.sa_type, origin.column_type, origin.nullable) if origin
+            else SourceColumn(output.name, sa.types.NullType(), None, True)
+        )
+    return found
+
+
+def source_sql_for(dialect: Dialect, flow: FlowConfig) -> str:
+    """What the read selects from: the quoted table, or the custom query as a derived table."""
+    if flow.query is None:
+        return dialect.table(flow.source_schema, flow.source_table or "")
+    query = source_query.load(flow.query, dialect)
+    return dialect.derived_table(source_query.escape_binds(query.sql), source_query.ALIAS)
+
+
 def needed_source_columns(flow: FlowConfig) -> list[str]:
     """Watermark, key and mapped columns, each once, in that order: the read's select list."""
-    names: list[str] = []
-    for name in [*flow.watermark, *flow.key, *(m.source for m in flow.columns.values() if m.source)]:
-        if name not in names:
-            names.append(name)
-    return names
+    return flow.source_columns
 
 
 def check_source_columns(flow_name: str, flow: FlowConfig, system: str, columns: dict[str, SourceColumn]) -> list[str]:
@@ -56,10 +100,21 @@ def check_source_columns(flow_name: str, flow: FlowConfig, system: str, columns:
         return [f"flow {flow_name}: source table {flow.table} does not exist in system {system} (or the agent's login cannot see it)"]
     problems = []
     lowered = {name.lower(): name for name in columns}
+    source = flow.table or f"query {flow.query}"
+    typed = {*flow.watermark, *(m.source for m in flow.columns.values() if m.source and not m.type and m.map is None)}
     for name in needed_source_columns(flow):
         if name not in columns:
             hint = f" (the table has {lowered[name.lower()]!r}: names are case-sensitive)" if name.lower() in lowered else ""
-            problems.append(f"flow {flow_name}: column {name!r} does not exist in source table {flow.table} on system {system}{hint}")
+            problems.append(f"flow {flow_name}: column {name!r} does not exist in source table {flow.table} on system {system}{hint}"
+                            if flow.table else f"flow {flow_name}: column {name!r} is not an output column of {source}{hint}")
+        elif columns[name].column_type is None and name in typed:
+            problems.append(f"flow {flow_name}: the type of column {name!r} of {source} is unknown on system {system} (an "
+                            "expression, or its table cannot be seen); select a plain column or give its mapping a `type:`")
+    first = columns.get(flow.watermark[0])
+    if flow.rowversion and first is not None and (first.column_type is None or first.column_type.family != "binary"):
+        found = first.column_type.describe() if first.column_type else "of unknown type"
+        problems.append(f"flow {flow_name}: `rowversion: true`, but watermark column {flow.watermark[0]!r} of {source} on "
+                        f"system {system} is {found}, not a rowversion")
     return problems
 
 
@@ -90,27 +145,30 @@ class BatchReader:
         self.watermark_positions = [self.columns.index(c) for c in flow.watermark]
 
     def statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextClause:
-        quote = self.dialect.quote
-        params = [f":wm_{i}" for i in range(len(self.flow.watermark))]
         first = self.source[self.flow.watermark[0]].sa_type
         bind_types: dict[str, sa.types.TypeEngine] = {"batch_size": sa.Integer()}
         if cursor_mode == "after":
             bind_types.update({f"wm_{i}": self.source[c].sa_type for i, c in enumerate(self.flow.watermark)})
         if cursor_mode == "from":
             bind_types["lower_bound"] = first
-        if has_upper_bound:
+        if has_upper_bound and not self.flow.rowversion:
             bind_types["upper_bound"] = first
-        clause = self.dialect.statement(
-            "read_batch",
-            bind_types,
-            columns=[quote(c) for c in self.columns],
-            source=self.source_sql,
-            watermark=[quote(c) for c in self.flow.watermark],
-            params=params,
-            cursor=cursor_mode,
-            upper_bound=has_upper_bound,
-        )
+        clause = sa.text(read_sql(self.dialect, self.flow, self.source_sql, cursor_mode, has_upper_bound))
+        clause = clause.bindparams(*[sa.bindparam(name, type_=type_) for name, type_ in bind_types.items()])
         return clause.columns(*[sa.column(c, self.source[c].sa_type) for c in self.columns])
+
+    def check_query(self, flow_name: str, system: str) -> list[str]:
+        """A custom query runs under the agent's own login before any data moves: one read of 0 rows."""
+        if self.flow.query is None:
+            return []
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(self.statement("start", False), {"batch_size": 0}).close()
+                conn.rollback()
+        except sa.exc.DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            return [f"flow {flow_name}: query {self.flow.query} fails on system {system}: {first}"]
+        return []
 
     def read_page(self, cursor: Cursor, upper_bound: Any = None) -> list[tuple[Any, ...]]:
         statement = self.statement(cursor.mode, upper_bound is not None)
@@ -157,6 +215,21 @@ class BatchReader:
                     "of the others (add the key as last watermark column)"
                 )
             previous = current
+
+
+def read_sql(dialect: Dialect, flow: FlowConfig, source_sql: str, cursor_mode: str, has_upper_bound: bool) -> str:
+    """The text of one page's read (`sql/<dialect>/read_batch.sql`), as executed and as `render-sql` shows it."""
+    quote = dialect.quote
+    return dialect.render(
+        "read_batch",
+        columns=[quote(c) for c in needed_source_columns(flow)],
+        source=source_sql,
+        watermark=[quote(c) for c in flow.watermark],
+        params=[f":wm_{i}" for i in range(len(flow.watermark))],
+        cursor=cursor_mode,
+        # A rowversion watermark (SQL Server) stops below MIN_ACTIVE_ROWVERSION(); a lag binds :upper_bound.
+        upper_bound="rowversion" if flow.rowversion else has_upper_bound,
+    )
 
 
 def _comparable(values: tuple[Any, ...]) -> bool:

@@ -42,16 +42,22 @@ def insert_new_rows(conn: Connection, dialect: Dialect, staging: StagingTable, r
     """Bulk-load the batch into a session-private table, then append what staging does not have yet."""
     if not rows:
         return 0
-    batch_table = dialect.batch_table_name(staging.flow, staging.schema)
-    quote = dialect.quote
-    columns = [quote(c) for c in staging.insert_columns]
-    context = {"batch_table": batch_table, "staging_table": dialect.table(staging.schema, staging.name), "columns": columns}
+    context = batch_context(dialect, staging)
     conn.execute(dialect.statement("drop_batch_table", **context))
     conn.execute(dialect.statement("create_batch_table", **context))
-    dialect.load_batch_table(conn, batch_table, staging.insert_columns, rows, staging.bind_types())
+    dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types())
     written = conn.execute(dialect.statement("write_staging", **context)).rowcount
     conn.execute(dialect.statement("drop_batch_table", **context))
     return written
+
+
+def batch_context(dialect: Dialect, staging: StagingTable) -> dict[str, Any]:
+    """Identifiers of the batch-table statements (`*_batch_table.sql`, `write_staging.sql`), quoted."""
+    return {
+        "batch_table": dialect.batch_table_name(staging.flow, staging.schema),
+        "staging_table": dialect.table(staging.schema, staging.name),
+        "columns": [dialect.quote(c) for c in staging.insert_columns],
+    }
 
 
 def insert_quarantined(

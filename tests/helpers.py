@@ -90,8 +90,11 @@ def cli(*args: str) -> Result:
 
 
 def prepare_erp(config_path: Path, system: str = "erp") -> None:
-    """What a DBA does before go-live: create the staging schema and tables."""
+    """What a DBA and an admin do before go-live: create the staging schema and tables, then take the
+    schema snapshots of every system (the drift gate refuses to run without them)."""
     result = cli("sql", "ddl", "-c", str(config_path), "--system", system, "--apply")
+    assert result.exit_code == 0, result.output
+    result = cli("snapshot", "-c", str(config_path), "--accept", "--yes")
     assert result.exit_code == 0, result.output
 
 

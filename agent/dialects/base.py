@@ -28,6 +28,33 @@ class Dialect:
     max_bind_params: ClassVar[int] = 30000
     # What a session in read-only mode is called in this database, for messages.
     read_only_mechanism: ClassVar[str] = ""
+    # Schemas that hold a database's own or core tables: never a staging schema unless opted in by name
+    # (`allow_staging_in:`).
+    default_protected_schemas: ClassVar[tuple[str, ...]] = ()
+    # A schema is a database here (MySQL/MariaDB): unqualified tables live in the URL's database, and a
+    # login's privileges are listed server-wide (the privilege check then knows the staging database of
+    # another system on the same server as the agent's own).
+    schema_is_database: ClassVar[bool] = False
+    # Unquoted identifiers are folded to lower case (PostgreSQL); elsewhere they keep their case.
+    folds_unquoted_to_lower: ClassVar[bool] = False
+    # Column names match regardless of case (MySQL, SQLite, SQL Server with its usual CI collations).
+    case_insensitive_columns: ClassVar[bool] = False
+    # `rowversion` watermark columns with MIN_ACTIVE_ROWVERSION() as upper bound (SQL Server).
+    supports_rowversion_watermark: ClassVar[bool] = False
+    # The database has logins and GRANT (SQLite has neither: grants.sql only explains the file permissions).
+    has_logins: ClassVar[bool] = True
+    # Table definitions come from `sql/<dialect>/catalog.sql` instead of SQLAlchemy's reflection (MySQL,
+    # where reflection needs table-level rights and the agent holds column-level grants).
+    describes_with_catalog: ClassVar[bool] = False
+    # A query starting with WITH may stand inside a derived table (not on SQL Server).
+    derived_table_allows_with: ClassVar[bool] = True
+    # The name sqlglot knows this database by (reading the tables of custom queries).
+    sqlglot_name: ClassVar[str] = ""
+    # Catalog type names (lower case, as `sql/<dialect>/catalog.sql` reports them) -> normalized family,
+    # integer widths in bits, and the timestamp types that carry a time zone. Used for schema snapshots.
+    type_families: ClassVar[dict[str, str]] = {}
+    integer_bits: ClassVar[dict[str, int]] = {}
+    zoned_types: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, sa_dialect: sa.engine.Dialect | None = None):
         if sa_dialect is None:
@@ -44,6 +71,27 @@ class Dialect:
     def render_type(self, column_type: ColumnType) -> str:
         raise NotImplementedError
 
+    def catalog_type(
+        self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
+        datetime_precision: int | None,
+    ) -> ColumnType:
+        """Normalize a column type as the catalog query reports it (family `other` when the agent has none)."""
+        name = (data_type or "").lower()
+        family = self.type_families.get(name, "other")
+        if family == "integer":
+            return ColumnType("integer", precision=self.integer_bits.get(name, 32))
+        if family == "decimal":
+            return ColumnType("decimal", precision=_int(precision), scale=_int(scale))
+        if family in ("text", "binary"):
+            return ColumnType(family, length=_int(length))
+        if family in ("timestamp", "time"):
+            return ColumnType(family, precision=_int(datetime_precision), timezone=name in self.zoned_types)
+        return ColumnType(family)
+
+    def catalog_default(self, text: str | None) -> str | None:
+        """A column default as the catalog reports it; None when the column has none."""
+        return None if text is None else str(text).strip()
+
     def batch_table_name(self, flow: str, schema: str | None = None) -> str:
         """Session-private table the batch is loaded into before the de-duplicating insert."""
         return self.quote(f"agent_batch_{flow}")
@@ -52,6 +100,33 @@ class Dialect:
     def render(self, template: str, **context: Any) -> str:
         """The text of `sql/<dialect>/<template>.sql` with identifiers filled in (values stay bind parameters)."""
         return templates.render(self.name, template, **context)
+
+    def render_script(self, template: str, **context: Any) -> str:
+        """A DBA script (grants): the template with its comments, which explain it to the reader."""
+        return templates.render(self.name, template, keep_comments=True, **context)
+
+    def literal(self, text: str) -> str:
+        """A string literal for DBA scripts (logins, password placeholders); never used for data values."""
+        return "'" + text.replace("'", "''") + "'"
+
+    def derived_table(self, sql: str, alias: str) -> str:
+        """A plant-written SELECT as a derived table, so the keyset read can wrap it."""
+        return f"(\n{sql}\n) AS {self.quote(alias)}"
+
+    def login(self, name: str, host: str) -> str:
+        """How grants name the agent's login (MySQL adds the host part)."""
+        return self.quote(name)
+
+    def protected_schemas(self, url: URL) -> list[str]:
+        """The default protected schemas for a system at this URL."""
+        return list(self.default_protected_schemas)
+
+    def unquoted_name(self, name: str) -> str:
+        """The name the database gives an unquoted identifier."""
+        return name.lower() if self.folds_unquoted_to_lower else name
+
+    def same_column(self, a: str, b: str) -> bool:
+        return a.lower() == b.lower() if self.case_insensitive_columns else a == b
 
     def statement(
         self, template: str, bind_types: dict[str, sa.types.TypeEngine] | None = None,
@@ -97,13 +172,17 @@ class Dialect:
         bind_types: dict[str, sa.types.TypeEngine],
     ) -> None:
         """Load rows into the batch table: one multi-row insert by default (dialects may use a bulk API)."""
-        statement = sa.text(self.render(
-            "load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns], params=_params(columns)
-        ))
+        statement = sa.text(self.load_batch_sql(batch_table, columns))
         statement = statement.bindparams(*[sa.bindparam(p, type_=bind_types[c]) for p, c in zip(_params(columns), columns)])
         payload = [dict(zip(_params(columns), row)) for row in rows]
         if payload:
             conn.execute(statement, payload)
+
+    def load_batch_sql(self, batch_table: str, columns: Sequence[str]) -> str:
+        """The statement that loads one batch into the batch table (multi-row insert, or COPY on PostgreSQL)."""
+        return self.render(
+            "load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns], params=_params(columns)
+        )
 
     def to_utc_text(self, value: Any) -> str | None:
         """Timestamps read back from control tables, as ISO text in UTC (for status output)."""
@@ -116,6 +195,10 @@ class Dialect:
 
             return value.astimezone(_dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + "Z"
         return str(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _params(columns: Sequence[str]) -> list[str]:

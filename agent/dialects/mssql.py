@@ -18,6 +18,24 @@ class MSSQLDialect(Dialect):
     row_value_compare = False
     max_bind_params = 2000
     read_only_mechanism = "ApplicationIntent=ReadOnly and SELECT-only grants"
+    default_protected_schemas = ("dbo", "sys", "INFORMATION_SCHEMA", "guest")
+    case_insensitive_columns = True
+    supports_rowversion_watermark = True
+    derived_table_allows_with = False
+    sqlglot_name = "tsql"
+    type_families = {
+        **dict.fromkeys(("tinyint", "smallint", "int", "bigint"), "integer"),
+        **dict.fromkeys(("decimal", "numeric", "money", "smallmoney"), "decimal"), **dict.fromkeys(("float", "real"), "float"),
+        **dict.fromkeys(("char", "varchar", "nchar", "nvarchar", "text", "ntext", "sysname"), "text"),
+        **dict.fromkeys(("datetime", "datetime2", "smalldatetime", "datetimeoffset"), "timestamp"),
+        "date": "date", "time": "time", "bit": "boolean",
+        **dict.fromkeys(("binary", "varbinary", "image", "timestamp", "rowversion"), "binary"),
+    }
+    integer_bits = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
+    zoned_types = frozenset(("datetimeoffset",))
+
+    def literal(self, text: str) -> str:
+        return "N'" + text.replace("'", "''") + "'"
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family

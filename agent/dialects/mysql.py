@@ -15,6 +15,31 @@ class MySQLDialect(Dialect):
     name = "mysql"
     sqlalchemy_names = ("mysql", "mariadb")
     read_only_mechanism = "SET SESSION TRANSACTION READ ONLY"
+    default_protected_schemas = ("mysql", "sys", "information_schema", "performance_schema")
+    schema_is_database = True
+    # SHOW CREATE TABLE (SQLAlchemy's reflection) needs table-level rights; column-level grants give none.
+    describes_with_catalog = True
+    case_insensitive_columns = True
+    sqlglot_name = "mysql"
+    type_families = {
+        **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), "integer"),
+        **dict.fromkeys(("decimal", "numeric"), "decimal"), **dict.fromkeys(("float", "double", "real"), "float"),
+        **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"), "text"),
+        **dict.fromkeys(("datetime", "timestamp"), "timestamp"), "date": "date", "time": "time",
+        **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"), "binary"),
+    }
+    integer_bits = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+
+    def literal(self, text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    def login(self, name: str, host: str) -> str:
+        # Account names as string literals: the identifier quoting of pyformat drivers doubles `%` (host `%`).
+        return f"{self.literal(name)}@{self.literal(host)}"
+
+    def catalog_default(self, text: str | None) -> str | None:
+        # MariaDB reports a nullable column without a default as the text NULL.
+        return None if text is None or str(text) == "NULL" else str(text).strip()
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family

@@ -16,6 +16,17 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     sqlalchemy_names = ("postgresql",)
     read_only_mechanism = "default_transaction_read_only = on"
+    default_protected_schemas = ("public", "pg_catalog", "information_schema")
+    folds_unquoted_to_lower = True
+    sqlglot_name = "postgres"
+    type_families = {
+        **dict.fromkeys(("int2", "int4", "int8"), "integer"), "numeric": "decimal", "money": "decimal",
+        **dict.fromkeys(("float4", "float8"), "float"), **dict.fromkeys(("varchar", "bpchar", "text", "name", "citext"), "text"),
+        **dict.fromkeys(("timestamp", "timestamptz"), "timestamp"), "date": "date",
+        **dict.fromkeys(("time", "timetz"), "time"), "bool": "boolean", "bytea": "binary",
+    }
+    integer_bits = {"int2": 16, "int4": 32, "int8": 64}
+    zoned_types = frozenset(("timestamptz", "timetz"))
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family
@@ -43,7 +54,7 @@ class PostgreSQLDialect(Dialect):
         self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
         bind_types: dict[str, sa.types.TypeEngine],
     ) -> None:
-        statement = self.render("load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns])
+        statement = self.load_batch_sql(batch_table, columns)
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(statement) as copy:
             for row in rows:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from agent.dialects.base import Dialect, Role
-from agent.types import ColumnType
+from agent.types import ColumnType, parse_type
 
 
 class SQLiteDialect(Dialect):
@@ -20,6 +20,30 @@ class SQLiteDialect(Dialect):
     sqlalchemy_names = ("sqlite",)
     max_bind_params = 32000
     read_only_mechanism = "mode=ro"
+    # `main` is the ERP database file itself; staging lives in an attached file (`attach:`).
+    default_protected_schemas = ("main", "temp")
+    case_insensitive_columns = True
+    has_logins = False
+    sqlglot_name = "sqlite"
+
+    def catalog_type(
+        self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
+        datetime_precision: int | None,
+    ) -> ColumnType:
+        """SQLite keeps the declared type text: parse it, else apply SQLite's own type-affinity rules."""
+        try:
+            return parse_type(native)
+        except ValueError:
+            declared = native.upper()
+            if "INT" in declared:
+                return ColumnType("integer", precision=64)
+            if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+                return ColumnType("text")
+            if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+                return ColumnType("float")
+            if "BLOB" in declared:
+                return ColumnType("binary")
+            return ColumnType("other")
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family

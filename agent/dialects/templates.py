@@ -38,8 +38,11 @@ def template_path(dialect: str, template: str) -> Path:
     return sql_folder() / dialect / f"{template}.sql"
 
 
-def render(dialect_name: str, template: str, **context: Any) -> str:
+def render(dialect_name: str, template: str, keep_comments: bool = False, **context: Any) -> str:
+    """The rendered template; without `keep_comments` its leading comment block (the DBA's notes) is dropped."""
     text = _environment(dialect_name).get_template(f"{template}.sql").render(**context)
+    if keep_comments:
+        return "\n".join(line.rstrip() for line in text.splitlines() if line.strip()).strip()
     return _strip_header(text)
 
 

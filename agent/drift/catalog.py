@@ -1,0 +1,128 @@
+"""The live schema of a system's watched tables, read with ONE catalog query (`sql/<dialect>/catalog.sql`).
+
+The query returns one row per column and per key/index/foreign-key column of every watched table; this
+module turns those rows into `TableSnapshot` values, with types normalized by the dialect. The gate runs
+it before every poll, so the statement is built once per system and its raw rows are cheap to compare.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from agent.config import LoadedConfig
+from agent.connect import Systems
+from agent.dialects import Dialect
+from agent.drift.model import ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, KeySnapshot, TableSnapshot
+from agent.drift.watch import WatchedTable
+
+Row = tuple[Any, ...]
+# Column order of every dialect's catalog.sql.
+FIELDS = (
+    "kind", "watch_id", "object_name", "position", "column_name", "data_type", "native_type", "char_length",
+    "numeric_precision", "numeric_scale", "datetime_precision", "nullable", "default_value", "is_identity",
+    "is_computed", "collation_name", "is_unique", "ref_schema", "ref_table", "ref_column",
+)
+
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    """The catalog statement for one system's watched tables, built once and run before every poll."""
+
+    system: str
+    dialect: Dialect
+    tables: tuple[WatchedTable, ...]
+    statement: sa.TextClause
+    params: dict[str, str]
+
+    @classmethod
+    def build(cls, system: str, dialect: Dialect, tables: Sequence[WatchedTable]) -> CatalogQuery:
+        watched, params = [], {}
+        for i, table in enumerate(tables):
+            entry = {"schema": None, "table": f"t{i}"}
+            params[f"t{i}"] = table.table
+            if table.schema:
+                entry["schema"] = f"s{i}"
+                params[f"s{i}"] = table.schema
+            watched.append(entry)
+        statement = sa.text(dialect.render("catalog", watched=watched))
+        return cls(system, dialect, tuple(tables), statement, params)
+
+    def fetch(self, conn: Connection) -> list[Row]:
+        """The raw catalog rows (one round trip)."""
+        return conn.execute(self.statement, self.params).all()  # Rows compare and index like tuples
+
+    def tables_from(self, rows: Sequence[Row]) -> dict[str, TableSnapshot]:
+        """Watched tables that exist, by name; a table the database does not show is absent."""
+        grouped: dict[int, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            grouped[int(row[1])][row[0]].append(row)
+        found = {}
+        for watch_id, kinds in grouped.items():
+            if kinds.get("column"):
+                table = self.tables[watch_id]
+                found[table.key] = _table(self.dialect, table.key, kinds)
+        return dict(sorted(found.items()))
+
+
+def server_version(conn: Connection, dialect: Dialect) -> str:
+    return str(conn.execute(sa.text(dialect.render("server_version"))).scalar_one()).strip()
+
+
+def engine_for(config: LoadedConfig, systems: Systems, system: str) -> Engine:
+    """The engine the flows already use for this system: the writing one on a target, else read-only."""
+    if any(flow.target == system for flow in config.model.flows.values()):
+        return systems.target(system)
+    return systems.source(system)
+
+
+def _table(dialect: Dialect, name: str, kinds: dict[str, list[Row]]) -> TableSnapshot:
+    ordered = sorted(kinds["column"], key=lambda r: int(r[3]))
+    columns = tuple(_column(dialect, position, row) for position, row in enumerate(ordered, start=1))
+    keys = _grouped(kinds.get("primary_key", []))
+    primary_key = next((KeySnapshot(n or None, tuple(c for c, _ in cols)) for n, cols in keys.items()), None)
+    unique = tuple(KeySnapshot(n, tuple(c for c, _ in cols)) for n, cols in _grouped(kinds.get("unique", [])).items())
+    indexes = tuple(
+        IndexSnapshot(n, tuple(c for c, _ in cols), bool(cols[0][1][16]))
+        for n, cols in _grouped(kinds.get("index", [])).items()
+    )
+    foreign_keys = tuple(
+        ForeignKeySnapshot(
+            n, tuple(c for c, _ in cols), _qualified(cols[0][1][17], cols[0][1][18]), tuple(str(r[19]) for _, r in cols)
+        )
+        for n, cols in _grouped(kinds.get("foreign_key", [])).items()
+    )
+    return TableSnapshot(name, columns, primary_key, unique, indexes, foreign_keys)
+
+
+def _column(dialect: Dialect, position: int, row: Row) -> ColumnSnapshot:
+    (_, _, _, _, name, data_type, native, length, precision, scale, dt_precision, nullable, default,
+     identity, computed, collation, *_rest) = row
+    return ColumnSnapshot(
+        name=str(name),
+        position=position,
+        type=dialect.catalog_type(data_type, str(native), length, precision, scale, dt_precision),
+        native=str(native),
+        nullable=bool(int(nullable)),
+        default=dialect.catalog_default(default),
+        identity=bool(int(identity)),
+        computed=bool(int(computed)),
+        collation=None if collation is None else str(collation),
+    )
+
+
+def _grouped(rows: list[Row]) -> dict[str, list[tuple[str, Row]]]:
+    """name -> [(column, row)] in key order; groups sorted by name for a stable snapshot."""
+    groups: dict[str, list[tuple[int, str, Row]]] = defaultdict(list)
+    for row in rows:
+        groups[row[2] or ""].append((int(row[3]), str(row[4]), row))
+    return {name: [(c, r) for _, c, r in sorted(items, key=lambda i: i[0])] for name, items in sorted(groups.items())}
+
+
+def _qualified(schema: Any, table: Any) -> str:
+    return f"{schema}.{table}" if schema else str(table)

@@ -1,0 +1,113 @@
+"""Primary key, unique constraints, indexes and foreign keys (matched by name).
+
+A changed primary key is breaking for every flow on the table. On tables the agent writes, constraints
+decide what an insert may do (the staging unique key is what makes writes exactly-once), so changed or new
+constraints there are breaking. Indexes never change results: new, removed or changed indexes are not
+breaking, though a removed keyset index makes every poll scan the whole table (the report says so).
+"""
+
+from __future__ import annotations
+
+from agent.drift.compare.base import TablePair, column_list
+from agent.drift.diff import Diff
+from agent.drift.model import ForeignKeySnapshot, IndexSnapshot, KeySnapshot
+from agent.drift.watch import TableUse
+
+
+def compare(pair: TablePair) -> list[Diff]:
+    if pair.actual is None:
+        return []
+    return [*_primary_key(pair), *_unique(pair), *_indexes(pair), *_foreign_keys(pair)]
+
+
+def _primary_key(pair: TablePair) -> list[Diff]:
+    before, after = pair.expected.primary_key, pair.actual.primary_key  # type: ignore[union-attr]
+    columns_before = before.columns if before else ()
+    columns_after = after.columns if after else ()
+    if columns_before == columns_after:
+        return []
+
+    def judge(use: TableUse) -> tuple[bool, str]:
+        if use.reads_only:
+            return True, "the flow identifies source rows by key; the key it was reviewed against changed"
+        return True, "the agent's writes rely on this table's primary key"
+    return [pair.diff("primary_key_changed", judge, expected=_key_text(before), actual=_key_text(after))]
+
+
+def _unique(pair: TablePair) -> list[Diff]:
+    before = {k.name or "": k for k in pair.expected.unique}
+    after = {k.name or "": k for k in pair.actual.unique}  # type: ignore[union-attr]
+    diffs = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        kind = "unique_added" if old is None else "unique_dropped" if new is None else "unique_changed"
+        diffs.append(pair.diff(kind, _constraint_on_writes("unique constraint"), constraint=name,
+                               expected=_key_text(old), actual=_key_text(new)))
+    return diffs
+
+
+def _indexes(pair: TablePair) -> list[Diff]:
+    before = {i.name: i for i in pair.expected.indexes}
+    after = {i.name: i for i in pair.actual.indexes}  # type: ignore[union-attr]
+    diffs = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        kind = "index_added" if old is None else "index_dropped" if new is None else "index_changed"
+        diffs.append(pair.diff(kind, _index(old, new), constraint=name, expected=_index_text(old), actual=_index_text(new)))
+    return diffs
+
+
+def _foreign_keys(pair: TablePair) -> list[Diff]:
+    before = {f.name: f for f in pair.expected.foreign_keys}
+    after = {f.name: f for f in pair.actual.foreign_keys}  # type: ignore[union-attr]
+    diffs = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        kind = "foreign_key_added" if old is None else "foreign_key_dropped" if new is None else "foreign_key_changed"
+        judge = _constraint_on_writes("foreign key") if new is not None else _not_breaking("a removed foreign key rejects nothing")
+        diffs.append(pair.diff(kind, judge, constraint=name, expected=_fk_text(old), actual=_fk_text(new)))
+    return diffs
+
+
+def _constraint_on_writes(what: str):
+    def judge(use: TableUse) -> tuple[bool, str]:
+        if use.reads_only:
+            return False, f"the flow only reads this table; a {what} does not change what it reads"
+        return True, f"the agent writes this table: a {what} decides which rows it accepts (exactly-once relies on it)"
+    return judge
+
+
+def _not_breaking(reason: str):
+    return lambda use: (False, reason)
+
+
+def _index(old: IndexSnapshot | None, new: IndexSnapshot | None):
+    def judge(use: TableUse) -> tuple[bool, str]:
+        watermark = use.watermark
+        served_keyset = old is not None and use.reads_only and old.columns[:len(watermark)] == watermark
+        if served_keyset and (new is None or new.columns != old.columns):
+            return False, "this index served the flow's watermark reads: each poll may now scan the whole table"
+        return False, "an index does not change what the agent reads or writes"
+    return judge
+
+
+def _key_text(key: KeySnapshot | None) -> str | None:
+    return None if key is None else column_list(key.columns)
+
+
+def _index_text(index: IndexSnapshot | None) -> str | None:
+    if index is None:
+        return None
+    return ("UNIQUE " if index.unique else "") + column_list(index.columns)
+
+
+def _fk_text(fk: ForeignKeySnapshot | None) -> str | None:
+    if fk is None:
+        return None
+    return f"{column_list(fk.columns)} REFERENCES {fk.references} {column_list(fk.referenced_columns)}"

@@ -1,0 +1,218 @@
+"""The drift gate: before each run of a flow, its systems' live schemas are compared with their snapshots.
+
+`DriftGate(flow) -> None | reason` is `pipeline.Gate`. Per call it runs one catalog query on each of the
+flow's two systems (both at once), covering every watched table of that system. When the rows are the
+ones it saw last time and the snapshot has not changed, it reuses the last comparison: a poll that finds
+nothing costs one small query per system. Drift opens an incident (reported once); a clean check closes
+it (reported too). Snapshot files are read at start and again after `invalidate` (see watcher.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import connect
+from agent.config import LoadedConfig
+from agent.connect import Systems
+from agent.drift import snapshot as snapshot_files
+from agent.drift.catalog import CatalogQuery, Row
+from agent.drift.compare import compare_system
+from agent.drift.diff import Diff
+from agent.drift.incidents import IncidentLog, fingerprint
+from agent.drift.model import SystemSnapshot
+from agent.drift.policy import decide, decision_for
+from agent.drift.render import DriftReport
+from agent.drift.watch import TableUse, systems_of, uses_by_system, watched_tables
+from agent.errors import SnapshotError
+
+log = logging.getLogger("mes_erp_agent")
+
+
+@dataclass(frozen=True)
+class SystemCheck:
+    system: str
+    diffs: tuple[Diff, ...]
+    report_file: Path | None = None
+    problem: str | None = None  # the snapshot cannot be used (deleted or edited by hand since start)
+
+
+class DriftGate:
+    """Raises SnapshotError (a configuration error, exit 2) when a system has no usable snapshot."""
+
+    def __init__(self, config: LoadedConfig, systems: Systems, only: str | None = None):
+        self.config = config
+        self.systems = systems
+        self.flows = config.flows(only)
+        self.uses: dict[str, dict[str, list[TableUse]]] = uses_by_system(config, only)
+        self.queries = {
+            system: CatalogQuery.build(system, systems.dialect(system), watched_tables(config, system, only))
+            for system in systems_of(config, only)
+        }
+        self.snapshots: dict[str, SystemSnapshot] = {}
+        self.problems: dict[str, str] = {}
+        errors = []
+        for system in self.queries:
+            try:
+                self.snapshots[system] = self._load(system)
+            except SnapshotError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise SnapshotError("\n".join(errors))
+        self.generations = dict.fromkeys(self.queries, 0)
+        self.paths = {system: snapshot_files.snapshot_path(config, system) for system in self.queries}
+        # The gate's own read-only connections: other stages end their transactions with a rollback, which
+        # would discard the prepared catalog statement before every poll.
+        self._engines = {system: connect.create_engine(config, system, "source") for system in self.queries}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="drift-gate")
+        weakref.finalize(self, _dispose, list(self._engines.values()), self._pool)
+        self.incidents = IncidentLog(config.resolve(config.model.alerts.dir))
+        self._dirty: set[str] = set()
+        self._last: dict[str, tuple[int, list[Row], tuple[Diff, ...]]] = {}
+        self._locks = {system: threading.Lock() for system in self.queries}
+
+    # --- pipeline.Gate ---------------------------------------------------------------------------
+    def __call__(self, flow: str) -> str | None:
+        config = self.flows[flow]
+        reasons = []
+        # The two systems are different servers: check the target while the source is checked here.
+        target = self._pool.submit(self.check, config.target)
+        for check in (self.check(config.source), target.result()):
+            system = check.system
+            if check.problem:
+                reasons.append(check.problem)
+                continue
+            decision = decision_for(flow, check.diffs, config.on_drift)
+            if decision is None:
+                continue
+            if decision.halts:
+                reasons.append(self._halt_reason(flow, system, check))
+            else:
+                log.debug("flow %s keeps running despite drift on %s (on_drift: %s)", flow, system, config.on_drift)
+        return "\n".join(reasons) or None
+
+    def generation(self, flow: str) -> tuple[int, int]:
+        """Changes when a snapshot of the flow's systems is reloaded (a scheduler re-prepares the flow then).
+        Reloads changed snapshot files first, so the answer holds for the poll about to run."""
+        config = self.flows[flow]
+        for system in (config.source, config.target):
+            with self._locks[system]:
+                self._reload_if_dirty(system)
+        return self.generations[config.source], self.generations[config.target]
+
+    def close(self) -> None:
+        """Close the gate's connections (also done when the gate is garbage-collected or at exit)."""
+        _dispose(list(self._engines.values()), self._pool)
+
+    def invalidate(self, system: str | None = None) -> None:
+        """Reload the snapshot of `system` (all when None) before its next check. Thread-safe."""
+        self._dirty.update([system] if system else self.queries)
+
+    # --- checking --------------------------------------------------------------------------------
+    def check(self, system: str) -> SystemCheck:
+        """One catalog query; diffs against the snapshot; open or close the system's incident."""
+        with self._locks[system]:
+            self._reload_if_dirty(system)
+            if system in self.problems:
+                return SystemCheck(system, (), problem=self.problems[system])
+            return self._record(system, self.compare(system))
+
+    def compare(self, system: str) -> tuple[Diff, ...]:
+        """The differences between the live schema and the snapshot (one catalog query; nothing recorded)."""
+        query = self.queries[system]
+        with self._engines[system].connect() as conn:
+            rows = query.fetch(conn)
+            # Commit, not roll back, the read-only transaction: psycopg drops its prepared statements on a
+            # rollback, and re-planning this catalog query costs more than running it.
+            conn.commit()
+        generation = self.generations[system]
+        last = self._last.get(system)
+        if last is not None and last[0] == generation and last[1] == rows:
+            return last[2]
+        diffs = tuple(compare_system(self.snapshots[system], query.tables_from(rows), self.uses[system]))
+        self._last[system] = (generation, rows, diffs)
+        return diffs
+
+    def report(self, system: str, diffs: tuple[Diff, ...], detected_at: dt.datetime | None = None) -> DriftReport:
+        return drift_report(self.config, system, self.queries[system].dialect.name, diffs, detected_at)
+
+    def _record(self, system: str, diffs: tuple[Diff, ...]) -> SystemCheck:
+        if not diffs:
+            self.incidents.resolve(system, self.queries[system].dialect.name, self.paths[system])
+            return SystemCheck(system, diffs)
+        incident = self.incidents.report(self.report(system, diffs, _now()))
+        return SystemCheck(system, diffs, incident.text_path(self.incidents.folder))
+
+    def _halt_reason(self, flow: str, system: str, check: SystemCheck) -> str:
+        mine = [d for d in check.diffs if d.impact_on(flow)]
+        breaking = sum(1 for d in mine if d.impact_on(flow).breaking)  # type: ignore[union-attr]
+        listed = "; ".join(d.summary() for d in mine[:3]) + ("; ..." if len(mine) > 3 else "")
+        changes = f"{len(mine)} change{'s' if len(mine) != 1 else ''}"
+        return (
+            f"halted by schema drift on system {system} ({changes}, {breaking} breaking for this flow): {listed}. "
+            f"Report: {check.report_file}. Review: mes-erp-agent drift -c {self.config.path}; after review accept with: "
+            f"mes-erp-agent snapshot -c {self.config.path} --system {system} --accept"
+        )
+
+    # --- snapshots -------------------------------------------------------------------------------
+    def _load(self, system: str) -> SystemSnapshot:
+        path = snapshot_files.snapshot_path(self.config, system)
+        loaded = snapshot_files.read(path, system, self.config.path)  # raises SnapshotError
+        missing = [name for name in self.uses[system] if name not in loaded.tables]
+        if missing:
+            flows = sorted({use.flow for name in missing for use in self.uses[system][name]})
+            raise SnapshotError(
+                f"schema snapshot {path} has no entry for table{'s' if len(missing) != 1 else ''} "
+                f"{', '.join(missing)} on system {system}, used by flow{'s' if len(flows) != 1 else ''} "
+                f"{', '.join(flows)} (added to the configuration after the snapshot was taken?). Review and add "
+                f"{'them' if len(missing) != 1 else 'it'} with:\n    mes-erp-agent snapshot -c {self.config.path} "
+                f"--system {system} --accept"
+            )
+        return loaded
+
+    def _reload_if_dirty(self, system: str) -> None:
+        if system not in self._dirty:
+            return
+        self._dirty.discard(system)
+        try:
+            reloaded = self._load(system)
+        except SnapshotError as exc:
+            if self.problems.get(system) != str(exc):
+                log.error("flows on system %s are halted: %s", system, exc)
+            self.problems[system] = f"halted: {exc}"
+            return
+        self.problems.pop(system, None)
+        if reloaded != self.snapshots.get(system):
+            self.snapshots[system] = reloaded
+            self.generations[system] += 1
+            log.info("schema snapshot of system %s reloaded (%s)", system, self.paths[system])
+
+
+def drift_report(
+    config: LoadedConfig, system: str, dialect: str, diffs: tuple[Diff, ...], detected_at: dt.datetime | None = None
+) -> DriftReport:
+    return DriftReport(
+        system=system,
+        dialect=dialect,
+        snapshot=snapshot_files.snapshot_path(config, system),
+        config=config.path,
+        diffs=diffs,
+        flows=tuple(decide(diffs, {name: flow.on_drift for name, flow in config.model.flows.items()})),
+        detected_at=detected_at,
+        fingerprint=fingerprint(diffs) if diffs else "",
+    )
+
+
+def _dispose(engines: list, pool: ThreadPoolExecutor) -> None:
+    pool.shutdown(wait=False)
+    for engine in engines:
+        engine.dispose()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

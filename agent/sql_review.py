@@ -1,0 +1,357 @@
+"""SQL for the DBA's review: `render-sql`, `sql grants`, and `sql ddl --dialect` (no connection needed).
+
+`render-sql` prints, per flow and in the dialect of each system, every statement the agent runs, built by
+the same functions the run uses (`read.read_sql`, `write.batch_context`, the templates of `sql/<dialect>/`),
+with its bind parameters and what each one holds. Values are never part of a statement's text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from sqlalchemy.engine import make_url
+
+from agent import dialects, grants, source_query
+from agent.config import FlowConfig, LoadedConfig
+from agent.dialects import DIALECTS, Dialect
+from agent.errors import ConfigError, SchemaMismatch
+from agent.mapping import staging_type
+from agent.read import read_sql, source_sql_for
+from agent.staging import StagingColumn, StagingTable, ddl_statements
+from agent.types import ColumnType
+from agent.watermark import ControlTables
+from agent.write import batch_context
+
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)")
+_CURSORS = {
+    "start": "initial load, first batch (no watermark stored yet)",
+    "after": "every next batch: rows strictly after the last row read (keyset)",
+    "from": "first batch of a run with `overlap:`: re-read the window behind the stored watermark",
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement the agent runs: where, from which template, why, its text and its bind parameters."""
+
+    system: str
+    dialect: str
+    template: str
+    purpose: str
+    sql: str  # as handed to sqlalchemy.text (a plant query's `:` in literals is escaped as `\:`)
+    params: tuple[tuple[str, str], ...]  # (name, what it holds), in order of first use
+
+    @property
+    def text(self) -> str:
+        """The statement as the database receives it."""
+        return self.sql.replace("\\:", ":")
+
+
+def system_dialect(config: LoadedConfig, system: str) -> Dialect:
+    """The dialect of a system's URL, without connecting (and without reading its password file)."""
+    return dialects.for_url(make_url(config.model.systems[system].url))
+
+
+def bind_names(sql: str) -> list[str]:
+    return list(dict.fromkeys(_BIND.findall(sql)))
+
+
+def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
+    """Every statement one flow's runs execute, in the order a run executes them."""
+    flow = config.model.flows[name]
+    source, target = system_dialect(config, flow.source), system_dialect(config, flow.target)
+    schema = config.model.systems[flow.target].staging_schema or ""
+    meanings = _meanings(name, flow)
+    found: list[Statement] = []
+
+    def add(system: str, dialect: Dialect, template: str, purpose: str, sql: str) -> None:
+        params = tuple((p, meanings(p)) for p in bind_names(sql))
+        found.append(Statement(system, dialect.name, template, purpose, sql, params))
+
+    control = ControlTables.in_schema(target, schema)
+    add(flow.target, target, "watermark_select", "the flow's stored watermark, at the start of each run",
+        target.render("watermark_select", watermark_table=control.watermark))
+    if flow.lag and not flow.rowversion:
+        add(flow.source, source, "server_time", f"the MES clock, once per run (rows younger than lag {_d(flow.lag)} wait)",
+            source.render("server_time"))
+    source_sql = source_sql_for(source, flow)
+    for cursor in ("start", "after", *(("from",) if flow.overlap else ())):
+        add(flow.source, source, "read_batch", f"read, cursor {cursor}: {_CURSORS[cursor]}",
+            read_sql(source, flow, source_sql, cursor, bool(flow.lag)))
+    staging = _staging_names(name, flow, schema)
+    context = batch_context(target, staging)
+    batch = "each batch, one ERP transaction"
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left",
+        target.render("drop_batch_table", **context))
+    add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table",
+        target.render("create_batch_table", **context))
+    add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
+        target.load_batch_sql(context["batch_table"], staging.insert_columns))
+    add(flow.target, target, "write_staging", f"{batch}: append rows not staged yet (re-reads are skipped)",
+        target.render("write_staging", **context))
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table", target.render("drop_batch_table", **context))
+    add(flow.target, target, "quarantine_insert", f"{batch}: rows that failed mapping, with the reason",
+        target.render("quarantine_insert", quarantine_table=control.quarantine))
+    add(flow.target, target, "watermark_insert", f"{batch}: the flow's first watermark",
+        target.render("watermark_insert", watermark_table=control.watermark))
+    add(flow.target, target, "watermark_update", f"{batch}: move the watermark forward",
+        target.render("watermark_update", watermark_table=control.watermark))
+    add(flow.target, target, "run_insert", f"{batch} (and a failed or halted run): its agent_run row",
+        target.render("run_insert", run_table=control.run))
+    return found
+
+
+def status_statements(config: LoadedConfig, name: str) -> list[Statement]:
+    """What `mes-erp-agent status` reads for one flow (after watermark_select)."""
+    flow = config.model.flows[name]
+    target = system_dialect(config, flow.target)
+    schema = config.model.systems[flow.target].staging_schema or ""
+    control = ControlTables.in_schema(target, schema)
+    staging_table = target.table(schema, flow.staging_table_name)
+    meanings = _meanings(name, flow)
+    return [
+        Statement(flow.target, target.name, template, "status: " + purpose, sql,
+                  tuple((p, meanings(p)) for p in bind_names(sql)))
+        for template, purpose, sql in (
+            ("status_totals", "rows moved and quarantined", target.render("status_totals", run_table=control.run)),
+            ("status_last_run", "the last run", target.render("status_last_run", run_table=control.run)),
+            ("status_backlog", "PENDING rows and the oldest one",
+             target.render("status_backlog", staging_table=staging_table)),
+        )
+    ]
+
+
+def startup_statements(config: LoadedConfig, only: str | None = None) -> list[Statement]:
+    """Per system, before any flow runs: the privilege check, and the drift gate's catalog reads."""
+    flows = config.flows(only)
+    targets = {flow.target for flow in flows.values()}
+    found = []
+    for system in sorted(targets | {flow.source for flow in flows.values()}):
+        dialect = system_dialect(config, system)
+        sql = dialect.render("privilege_check")
+        if sql:
+            staging = config.model.systems[system].staging_schema if system in targets else None
+            meaning = f"{staging!r} (staging schema)" if staging else "'' (the agent only reads this system)"
+            found.append(Statement(system, dialect.name, "privilege_check", "start-up: what this login may do beyond "
+                                   "its grants (run warns, or refuses with --strict-privileges)", sql,
+                                   tuple((p, meaning) for p in bind_names(sql))))
+        found += _drift_statements(config, system, dialect, only)
+    return found
+
+
+def _drift_statements(config: LoadedConfig, system: str, dialect: Dialect, only: str | None) -> list[Statement]:
+    """The drift gate's catalog queries (agent/drift): the same CatalogQuery the gate builds."""
+    from agent.drift.catalog import CatalogQuery
+    from agent.drift.watch import watched_tables
+
+    tables = watched_tables(config, system, only)
+    if not tables:
+        return []
+    query = CatalogQuery.build(system, dialect, tables)
+    sql = query.statement.text
+    params = tuple((p, f"{query.params[p]!r}") for p in bind_names(sql))
+    statements = [Statement(system, dialect.name, "catalog", "drift gate, before every run: the watched tables' "
+                            "columns, keys and indexes (one catalog query)", sql, params)]
+    version = dialect.render("server_version")
+    statements.append(Statement(system, dialect.name, "server_version", "schema snapshot: the server's version",
+                                version, ()))
+    return statements
+
+
+def render_sql_text(config: LoadedConfig, only: str | None = None) -> str:
+    """The document a DBA signs off: every statement, per flow, with its bind parameters."""
+    flows = config.flows(only)
+    parts = [
+        f"-- mes-erp-agent render-sql -c {config.path}" + (f" --flow {only}" if only else ""),
+        "-- Every statement the agent runs, in each system's own SQL. Values are bind parameters (:name), never",
+        "-- part of the text. Besides these, the agent reads the definitions of the flows' tables once at start-up",
+        "-- (SQLAlchemy's reflection: information_schema, pg_catalog, sys, PRAGMA; on MySQL/MariaDB the catalog",
+        "-- query below), and runs no other SQL. Drivers receive :name in their own style (%(name)s, ?); psycopg",
+        "-- adds a type cast to typed parameters (%(name)s::TIMESTAMP WITHOUT TIME ZONE).",
+    ]
+    parts += _section("start-up, once per system", startup_statements(config, only))
+    for name, flow in flows.items():
+        source, target = system_dialect(config, flow.source), system_dialect(config, flow.target)
+        title = f"flow {name}: {flow.source} ({source.name}) -> {flow.target} ({target.name})"
+        parts += _section(title, flow_statements(config, name))
+        parts += _section(f"`mes-erp-agent status`, flow {name}", status_statements(config, name))
+    return "\n".join(parts) + "\n"
+
+
+def _section(title: str, statements: list[Statement]) -> list[str]:
+    lines = ["", "-- " + "=" * 100, f"-- {title}", "-- " + "=" * 100]
+    for number, s in enumerate(statements, start=1):
+        lines += ["", f"-- {number}. {s.purpose}", f"--    system {s.system} ({s.dialect}), template sql/{s.dialect}/{s.template}.sql"]
+        if s.params:
+            width = max(len(p) for p, _ in s.params) + 1
+            lines += [f"--    :{p.ljust(width)} {meaning}" for p, meaning in s.params]
+        else:
+            lines.append("--    no bind parameters")
+        lines.append(s.text + ";")
+    return lines
+
+
+def _meanings(name: str, flow: FlowConfig):
+    watermark = flow.watermark
+    insert_columns = _staging_names(name, flow, "").insert_columns
+    probe = "; 0 once at start-up, to check the query runs" if flow.query else ""
+    fixed = {
+        "batch_size": f"{flow.batch_size} (batch_size{probe})",
+        "lower_bound": f"stored {watermark[0]} minus overlap {_d(flow.overlap)}",
+        "upper_bound": f"MES clock minus lag {_d(flow.lag)}",
+        "flow": f"{name!r}",
+        "source_key": "the row's key values as text (key: " + ", ".join(flow.key) + ")",
+        "source_version": "the row's watermark values as text (" + ", ".join(watermark) + ")",
+        "batch_id": "the batch's id",
+        "source_row": "the source row as JSON",
+        "reason": "why the row was quarantined",
+        "watermark_columns": "the watermark column names as JSON",
+        "watermark_values": "the watermark values as typed JSON",
+        "updated_at": "now (UTC)",
+        "revision": "the watermark revision read at the start (another agent moving it fails the batch)",
+        "started_at": "batch start (UTC)",
+        "finished_at": "batch end (UTC)",
+        "watermark_before": "watermark before the batch (text)",
+        "watermark_after": "watermark after the batch (text)",
+        "outcome": "'ok', 'failed' or 'halted'",
+        "message": "what went wrong, if anything",
+    }
+
+    def meaning(param: str) -> str:
+        if param in fixed:
+            return fixed[param]
+        if param.startswith("wm_") and param[3:].isdigit() and int(param[3:]) < len(watermark):
+            return f"{watermark[int(param[3:])]} of the last row read"
+        if param.startswith("p") and param[1:].isdigit() and int(param[1:]) < len(insert_columns):
+            return f"staging column {insert_columns[int(param[1:])]} of each row (executemany)"
+        if param.startswith("rows_"):
+            return f"the batch's {param.replace('_', ' ')}"
+        return "see the template"
+
+    return meaning
+
+
+def _d(duration: timedelta) -> str:
+    seconds = duration.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _staging_names(name: str, flow: FlowConfig, schema: str) -> StagingTable:
+    """The staging table's names only (the text of the batch statements does not depend on column types)."""
+    columns = tuple(StagingColumn(c, ColumnType("text"), True) for c in flow.columns)
+    return StagingTable(name, schema, flow.staging_table_name, columns)
+
+
+# --- `sql ddl --dialect`: staging types without a live source ------------------------------------------
+def offline_staging_tables(config: LoadedConfig, system: str) -> list[StagingTable]:
+    """Staging tables of a system's flows, typed from `type:` or the source system's schema snapshot."""
+    tables, problems = [], []
+    schema = config.model.systems[system].staging_schema or ""
+    for name, flow in config.model.flows.items():
+        if flow.target != system:
+            continue
+        types, where = _snapshot_types(config, flow)
+        columns = []
+        for staging, mapping in flow.columns.items():
+            source_type = types.get(mapping.source) if mapping.source else None
+            if mapping.column_type is None and mapping.map is None and source_type is None:
+                problems.append(
+                    f"{config.where('flows', name, 'columns', staging)}: flow {name}: staging column {staging!r} takes "
+                    f"the type of source column {mapping.source!r}, which is known only from the live database or a "
+                    f"schema snapshot ({where}); give it a `type:` to print the DDL without connecting"
+                )
+                continue
+            columns.append(StagingColumn(staging, staging_type(mapping, source_type), nullable=not mapping.required))
+        tables.append(StagingTable(name, schema, flow.staging_table_name, tuple(columns)))
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    return tables
+
+
+def _snapshot_types(config: LoadedConfig, flow: FlowConfig) -> tuple[dict[str, ColumnType], str]:
+    """Source column -> type from `schema_snapshots/<source>.yaml` (empty when there is none)."""
+    from agent.drift import snapshot
+
+    path = snapshot.snapshot_path(config, flow.source)
+    try:
+        tables = snapshot.read(path, flow.source, config.path).tables
+    except ConfigError:
+        return {}, f"{path} is missing or unreadable"
+    dialect = system_dialect(config, flow.source)
+    if flow.query is None:
+        found = tables.get(flow.table or "")
+        return ({c.name: c.type for c in found.columns} if found else {}), str(path)
+    types = {}
+    for output in source_query.load(flow.query, dialect).outputs:
+        if output.origin is not None:
+            schema, table, column = output.origin
+            found = tables.get(f"{schema}.{table}" if schema else table)
+            match = next((c for c in found.columns if dialect.same_column(c.name, column)), None) if found else None
+            if match is not None:
+                types[output.name] = match.type
+    return types, str(path)
+
+
+def ddl_for_dialect(config: LoadedConfig, system: str, dialect_name: str) -> list[str]:
+    schema = config.model.systems[system].staging_schema or ""
+    return ddl_statements(dialects.for_name(dialect_name), schema, offline_staging_tables(config, system))
+
+
+# --- commands (registered by agent/cli.py) ---------------------------------------------------------------
+_config_option = click.option(
+    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent's YAML configuration file.",
+)
+dialect_option = click.option(
+    "--dialect", "dialect_name", type=click.Choice(sorted(DIALECTS)),
+    help="Print for this database instead of the system's own, without connecting (e.g. a SQL Server script "
+         "prepared on a laptop).",
+)
+
+
+@click.command("render-sql")
+@_config_option
+@click.option("--flow", "flow_name", help="Only this flow (and the start-up statements of its systems).")
+def render_sql(config_path: Path, flow_name: str | None) -> None:
+    """Print every statement the agent runs, per flow, in each system's SQL, with its bind parameters."""
+    from agent.cli import EXIT_CONFIG, fail, load_or_exit
+
+    config = load_or_exit(config_path)
+    try:
+        text = render_sql_text(config, flow_name)
+    except (ConfigError, source_query.QueryRefused) as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(text, nl=False)
+
+
+@click.command("grants")
+@_config_option
+@click.option("--system", required=True, help="The system (a `systems:` name) whose login to create.")
+@dialect_option
+@click.option("--login", help="Login (role) name; default `grants: {login:}` of the system, else the url's user.")
+@click.option("--password-placeholder", help="Text written where the password goes (default CHANGE_ME).")
+@click.option("--host", help="MySQL/MariaDB: the account's host part (default %).")
+def sql_grants(
+    config_path: Path, system: str, dialect_name: str | None, login: str | None, password_placeholder: str | None,
+    host: str | None,
+) -> None:
+    """Print the least-privilege login and grants for the configured flows on one system."""
+    from agent.cli import EXIT_CONFIG, fail, load_or_exit
+
+    config = load_or_exit(config_path)
+    if system not in config.model.systems:
+        fail(f"{config.path}: no system named {system!r} under `systems:`", EXIT_CONFIG)
+    dialect = dialects.for_name(dialect_name) if dialect_name else system_dialect(config, system)
+    try:
+        login_ = grants.login_for(config, system, dialect, login, password_placeholder, host)
+        script = grants.grants_script(config, system, dialect, login_)
+    except ConfigError as exc:
+        fail("\n".join(exc.problems), EXIT_CONFIG)
+    click.echo(script)

@@ -1,0 +1,2 @@
+-- The server's version, written into the header of a schema snapshot (informational: not compared).
+SELECT VERSION() AS version

@@ -1,0 +1,2 @@
+-- Start-up check: SQLite has no logins and no privileges to inspect; nothing to run. The agent opens
+-- sources read-only (mode=ro); file permissions are the only other control (see grants.sql).
