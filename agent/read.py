@@ -181,7 +181,8 @@ class BatchReader:
             params["upper_bound"] = upper_bound
         with self.engine.connect() as conn:
             rows = [tuple(row) for row in conn.execute(statement, params)]
-            conn.rollback()  # read-only: end the snapshot right away
+            # Read-only, so commit and rollback are the same here; psycopg keeps prepared statements on commit.
+            conn.commit()
         self._check_order(rows, cursor)
         return rows
 
@@ -243,7 +244,7 @@ def lag_upper_bound(engine: Engine, dialect: Dialect, flow: FlowConfig, first: S
         return None
     with engine.connect() as conn:
         row = conn.execute(sa.text(dialect.render("server_time"))).one()
-        conn.rollback()
+        conn.commit()
     now = row.zoned_now if first.column_type.timezone else row.local_now
     if isinstance(now, str):
         now = dt.datetime.fromisoformat(now)
