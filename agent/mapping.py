@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -57,15 +58,21 @@ def staging_type(mapping: ColumnMapping, source_type: ColumnType | None) -> Colu
 class RowMapper:
     """Maps one flow's source rows (tuples in `source_columns` order) to staging rows."""
 
-    def __init__(self, flow_name: str, flow: FlowConfig, source_columns: Sequence[str], staging_types: dict[str, ColumnType]):
+    def __init__(
+        self, flow_name: str, flow: FlowConfig, source_columns: Sequence[str], staging_types: dict[str, ColumnType],
+        trusted_source_types: dict[str, ColumnType] | None = None,
+    ):
+        """`trusted_source_types`: the source columns' declared types, given only where the database enforces
+        them; a value whose type always fits its staging column is then copied without checks."""
         self.flow_name = flow_name
         self.flow = flow
         self.source_columns = list(source_columns)
         self.key_positions = [self.source_columns.index(c) for c in flow.key]
         self.watermark_positions = [self.source_columns.index(c) for c in flow.watermark]
         self.staging_columns = list(flow.columns)
+        trusted = trusted_source_types or {}
         self.converters = [
-            _column_converter(name, mapping, staging_types[name], self.source_columns)
+            _column_converter(name, mapping, staging_types[name], self.source_columns, trusted.get(mapping.source or ""))
             for name, mapping in flow.columns.items()
         ]
 
@@ -107,13 +114,15 @@ def _check_control_lengths(source_key: str, source_version: str) -> None:
 
 
 def _column_converter(
-    name: str, mapping: ColumnMapping, target: ColumnType, source_columns: list[str]
+    name: str, mapping: ColumnMapping, target: ColumnType, source_columns: list[str], source_type: ColumnType | None,
 ) -> Callable[[tuple[Any, ...]], Any]:
     to_target = _type_converter(target)
     if mapping.source is None:
         constant = to_target(mapping.const)
         return lambda row: constant
     position = source_columns.index(mapping.source)
+    if _plain_copy(mapping) and source_type is not None and always_fits(source_type, target):
+        return operator.itemgetter(position)
     source = mapping.source
     code_map = mapping.map
 
@@ -141,6 +150,30 @@ def _column_converter(
             raise Rejected(f"{name}: {reason} (source column {source}, value {_show(value)})") from None
 
     return convert
+
+
+def _plain_copy(mapping: ColumnMapping) -> bool:
+    return mapping.map is None and mapping.default is None and not mapping.required and not mapping.trim
+
+
+def always_fits(source: ColumnType, target: ColumnType) -> bool:
+    """Every value of a column declared `source` is valid, unchanged, for a column declared `target`."""
+    if source.family != target.family:
+        return False
+    family = source.family
+    if family == "integer":
+        # 8-bit integers are signed in MySQL and unsigned in SQL Server: always check them.
+        return 8 not in (source.precision, target.precision) and (source.precision or 32) <= (target.precision or 32)
+    if family == "text":
+        return target.length is None or (source.length is not None and source.length <= target.length)
+    if family == "decimal":
+        if None in (source.precision, target.precision):
+            return False
+        source_scale, target_scale = source.scale or 0, target.scale or 0
+        return source_scale <= target_scale and source.precision - source_scale <= target.precision - target_scale
+    if family == "timestamp":
+        return source.timezone == target.timezone
+    return family in ("date", "boolean", "float")
 
 
 def _show(value: Any) -> str:

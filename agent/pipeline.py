@@ -71,9 +71,17 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     return FlowContext(
         name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
         source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
-        mapper=RowMapper(name, flow, reader.columns, staging.types()), staging=staging,
+        mapper=RowMapper(name, flow, reader.columns, staging.types(), _trusted_types(source_dialect, source)),
+        staging=staging,
         control=ControlTables.in_schema(target_dialect, staging.schema),
     )
+
+
+def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[str, Any] | None:
+    """Declared source types, where the database guarantees its values match them (not SQLite)."""
+    if not dialect.enforces_column_types:
+        return None
+    return {name: column.column_type for name, column in source.items()}
 
 
 def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None) -> FlowReport:

@@ -180,7 +180,7 @@ class BatchReader:
         if upper_bound is not None:
             params["upper_bound"] = upper_bound
         with self.engine.connect() as conn:
-            rows = [tuple(row) for row in conn.execute(statement, params)]
+            rows = [tuple(row) for row in conn.execute(statement, params).all()]
             # Read-only, so commit and rollback are the same here; psycopg keeps prepared statements on commit.
             conn.commit()
         self._check_order(rows, cursor)
@@ -200,16 +200,20 @@ class BatchReader:
             cursor = Cursor(after=self.watermark_of(rows[-1]))
 
     def _check_order(self, rows: list[tuple[Any, ...]], cursor: Cursor) -> None:
-        previous = cursor.after
-        for row in rows:
-            current = self.watermark_of(row)
-            if any(v is None for v in current):
-                raise UnsortedBatch(
-                    f"a source row of {self.flow.table or self.flow.query} has NULL in a watermark column "
-                    f"({', '.join(self.flow.watermark)}): such rows cannot be tracked. Make the columns NOT NULL "
-                    "or filter NULLs out in a custom query."
-                )
-            if previous is not None and _comparable(current) and not current > previous:
+        if not rows:
+            return
+        watermarks = [self.watermark_of(row) for row in rows]
+        if any(None in values for values in watermarks):
+            raise UnsortedBatch(
+                f"a source row of {self.flow.table or self.flow.query} has NULL in a watermark column "
+                f"({', '.join(self.flow.watermark)}): such rows cannot be tracked. Make the columns NOT NULL "
+                "or filter NULLs out in a custom query."
+            )
+        if not _comparable(watermarks[0]):
+            return
+        previous = cursor.after if cursor.after is not None else watermarks[0]
+        for current in watermarks if cursor.after is not None else watermarks[1:]:
+            if not current > previous:
                 raise UnsortedBatch(
                     f"source returned watermark {current} after {previous}: rows are not in strict "
                     f"({', '.join(self.flow.watermark)}) order; the last watermark column must be unique per value "

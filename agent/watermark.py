@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +38,13 @@ class Watermark:
 
 def version_text(values: tuple[Any, ...]) -> str:
     """Canonical text of key or watermark values, joined by `|` (stg_source_key, stg_source_version)."""
-    return "|".join(_canonical(v) for v in values)
+    return "|".join([_FAST_TEXT.get(type(v), _canonical)(v) for v in values])
+
+
+def _text_escaped(value: str) -> str:
+    if "|" in value or "\\" in value:
+        return value.replace("\\", "\\\\").replace("|", "\\|")
+    return value
 
 
 def _canonical(value: Any) -> str:
@@ -59,6 +66,15 @@ def _canonical(value: Any) -> str:
         return value.replace("\\", "\\\\").replace("|", "\\|")
     return str(value)
 
+
+# Exact-type shortcuts for the common types (this runs twice per row); anything else goes to _canonical.
+_FAST_TEXT: dict[type, Callable[[Any], str]] = {
+    int: str,
+    str: _text_escaped,
+    dt.datetime: lambda v: v.isoformat(timespec="microseconds"),
+    Decimal: lambda v: format(v, "f"),
+    type(None): lambda v: NULL_TEXT,
+}
 
 _ENCODERS = {
     "null": (lambda v: v is None, lambda v: None, lambda s: None),

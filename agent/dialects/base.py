@@ -26,6 +26,8 @@ class Dialect:
     row_value_compare: ClassVar[bool] = True
     # Largest number of bind parameters in one statement (SQL Server caps at 2100).
     max_bind_params: ClassVar[int] = 30000
+    # Stored values always match their column's declared type (SQLite's type affinity does not promise it).
+    enforces_column_types: ClassVar[bool] = True
     # What a session in read-only mode is called in this database, for messages.
     read_only_mechanism: ClassVar[str] = ""
     # Schemas that hold a database's own or core tables: never a staging schema unless opted in by name

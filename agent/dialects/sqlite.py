@@ -20,6 +20,7 @@ class SQLiteDialect(Dialect):
     sqlalchemy_names = ("sqlite",)
     max_bind_params = 32000
     read_only_mechanism = "mode=ro"
+    enforces_column_types = False
     # `main` is the ERP database file itself; staging lives in an attached file (`attach:`).
     default_protected_schemas = ("main", "temp")
     case_insensitive_columns = True
