@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
@@ -207,18 +206,30 @@ def status(config_path: Path, as_json: bool) -> None:
         statuses = [_flow_status(config, systems, name) for name in config.model.flows]
     finally:
         systems.dispose()
+    unreadable = [s for s in statuses if "error" in s]
     if as_json:
         click.echo(json.dumps(statuses, indent=2, default=str))
-        return
+    else:
+        _print_statuses(statuses)
+    sys.exit(EXIT_FLOW_FAILED if unreadable else EXIT_OK)
+
+
+def _print_statuses(statuses: list[dict[str, Any]]) -> None:
     table = Table(title="mes-erp-agent status")
     for column in ("flow", "watermark", "last run (UTC)", "outcome", "rows moved", "quarantined", "pending", "oldest pending age"):
         table.add_column(column)
     for s in statuses:
-        age = s.get("oldest_pending_age_seconds")
-        table.add_row(s["flow"], s.get("watermark", ""), s.get("last_run_at") or "never", s.get("last_outcome") or "-",
-                      str(s.get("rows_moved", "-")), str(s.get("rows_quarantined", "-")), str(s.get("pending_rows", "-")),
-                      _age_text(age))
+        if "error" in s:
+            table.add_row(s["flow"], "-", "-", "unreadable", "-", "-", "-", "-")
+            continue
+        table.add_row(s["flow"], s["watermark"], s["last_run_at"] or "never", s["last_outcome"] or "-",
+                      str(s["rows_moved"]), str(s["rows_quarantined"]), str(s["pending_rows"]),
+                      _age_text(s["oldest_pending_age_seconds"]))
     console.print(table)
+    for s in statuses:
+        if "error" in s:
+            errors.print(f"flow {s['flow']}: cannot read its status on system {s['system']} ({s['url']}): {s['error']}",
+                         markup=False, highlight=False, soft_wrap=True)
 
 
 def _flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str, Any]:
@@ -231,7 +242,7 @@ def _flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str,
             position = watermark.load(conn, dialect, control, name, flow.watermark)
             result = report.flow_status(conn, dialect, control, dialect.table(schema, flow.staging_table_name), name, position.describe())
             return result.as_dict()
-    except (sa.exc.SQLAlchemyError, Exception) as exc:  # status must show every flow, even a broken one
+    except Exception as exc:  # status must show every flow, even one whose database is down
         return {"flow": name, "error": str(getattr(exc, "orig", exc)).splitlines()[0], "system": flow.target,
                 "url": config.redacted_url(flow.target)}
 

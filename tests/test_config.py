@@ -108,6 +108,7 @@ def test_secrets_come_from_password_file_and_are_never_printed(tmp_path):
     assert config.system_url("erp").password == "s3cret-Pa55"
     assert "s3cret" not in config.redacted_url("erp")
     status = cli("status", "-c", str(path), "--json")
+    assert status.exit_code == 1  # the ERP is unreachable: its flows' status cannot be read
     assert "s3cret" not in status.output
     assert '"url": "postgresql+psycopg://agent@127.0.0.1:1/erp"' in status.output
 
