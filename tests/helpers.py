@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,5 +124,23 @@ def scalar(url: str, sql: str, pair: Pair | None = None) -> Any:
     try:
         with engine.connect() as conn:
             return conn.execute(sa.text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def run_script(url: str, script: str, on_statement: Callable[[str], None] | None = None) -> None:
+    """What a DBA does with a generated script: run it statement by statement as administrator."""
+    from agent.dialects import for_url
+
+    dialect = for_url(make_url(url))
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            for statement in dialect.split_script(script):
+                cursor.execute(statement)
+                if on_statement:
+                    on_statement(statement)
+            cursor.close()
     finally:
         engine.dispose()

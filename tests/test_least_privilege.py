@@ -21,8 +21,7 @@ from agent import privileges
 from agent.config import load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
-from agent.dialects import for_url
-from helpers import Pair, cli, make_pair, table_name, work_order_flow, write_config
+from helpers import Pair, cli, make_pair, run_script, table_name, work_order_flow, write_config
 
 ROWS = 300
 QUERY = """\
@@ -57,20 +56,6 @@ def flows(pair: Pair) -> dict:
             "columns": {"order_no": "work_order_id", "qty": "stocked_qty", "scrap": "scrap_name"}, "batch_size": 70,
         },
     }
-
-
-def run_script(url: str, script: str) -> None:
-    """What a DBA does with the script: run it statement by statement as administrator."""
-    dialect = for_url(make_url(url))
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()
-            for statement in dialect.split_script(script):
-                cursor.execute(statement)
-            cursor.close()
-    finally:
-        engine.dispose()
 
 
 def as_login(url: str, login: str, password: str, database: str | None = None) -> str:

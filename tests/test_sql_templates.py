@@ -33,7 +33,7 @@ from agent import sql_review
 from agent.config import load_config
 from agent.demo import adventureworks
 from agent.dialects import DIALECTS, for_name, for_url, templates
-from helpers import Pair, cli, make_pair, table_name, write_config
+from helpers import Pair, cli, make_pair, run_script, table_name, write_config
 
 ROWS = 300
 AGENT = Path(__file__).resolve().parents[1] / "agent"
@@ -172,20 +172,6 @@ def write_scenario_config(folder: Path, pair: Pair) -> Path:
     return write_config(folder / "agent.yaml", pair, scenario_flows(pair))
 
 
-def run_script(url: str, script: str, recorder: Recorder) -> None:
-    dialect = for_url(make_url(url))
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()
-            for statement in dialect.split_script(script):
-                cursor.execute(statement)
-                recorder.executed.add(_normal(statement))
-            cursor.close()
-    finally:
-        engine.dispose()
-
-
 def drop_login(kind: str, login: str, urls: list[str]) -> None:
     if kind == "postgresql":
         for url in urls:
@@ -238,7 +224,7 @@ def scenario(request, db_factory, tmp_path_factory) -> Iterator[Scenario]:
                 script = cli("sql", "grants", "-c", str(admin_config), "--system", system, "--login", login,
                              "--password-placeholder", password)
                 results[f"grants {system}"] = script
-                run_script(url, script.output, recorder)
+                run_script(url, script.output, lambda statement: recorder.executed.add(_normal(statement)))
             erp = make_url(pair.erp_url).set(username=login, password=password)
             if kind == "mysql":
                 erp = erp.set(database=pair.staging_schema)
