@@ -103,7 +103,7 @@ def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | Non
         return
     systems = Systems(config)
     try:
-        tables = _staging_tables_of(config, systems, system)
+        tables = pipeline.staging_tables_of(config, systems, system)
         dialect = systems.dialect(system)
         statements = ddl_statements(dialect, schema, tables)
         console.print(";\n\n".join(statements) + ";", markup=False, highlight=False, soft_wrap=True)
@@ -116,21 +116,6 @@ def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | Non
         fail(str(exc), EXIT_CONFIG)
     finally:
         systems.dispose()
-
-
-def _staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> list[StagingTable]:
-    tables, problems = [], []
-    for name, flow in config.model.flows.items():
-        if flow.target != system:
-            continue
-        source = describe_source(systems.source(flow.source), systems.dialect(flow.source), flow)
-        found = check_source_columns(name, flow, flow.source, source)
-        problems += found
-        if not found:
-            tables.append(staging_table_for(config, name, flow, source))
-    if problems:
-        raise SchemaMismatch("\n".join(problems))
-    return tables
 
 
 @main.command("run")

@@ -183,6 +183,25 @@ def run_once(
     return [halted[name] if name in halted else run_flow(contexts[name], gate, on_batch) for name in config.flows(only)]
 
 
+def staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> list[StagingTable]:
+    """The staging tables of every flow that writes to `system`, typed from the live source tables (`sql ddl`).
+
+    Raises SchemaMismatch listing every flow whose source columns do not exist.
+    """
+    tables, problems = [], []
+    for name, flow in config.model.flows.items():
+        if flow.target != system:
+            continue
+        source = describe_source(systems.source(flow.source), systems.dialect(flow.source), flow)
+        found = check_source_columns(name, flow, flow.source, source)
+        problems += found
+        if not found:
+            tables.append(staging_table_for(config, name, flow, source))
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    return tables
+
+
 def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: str, outcome: str = HALTED) -> FlowReport:
     """End a run of a flow that could not be prepared (its tables drifted): record it, move nothing."""
     flow = config.model.flows[name]

@@ -39,7 +39,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from agent import pipeline, report
-from agent.cli import EXIT_CONFIG, EXIT_DRIFT, EXIT_FLOW_FAILED, EXIT_OK, _staging_tables_of, build_gate
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
@@ -48,7 +47,9 @@ from agent.demo.screen import (
     simulator_line,
 )
 from agent.demo.shopfloor import QUARANTINED, STAGED, Change, ChangeLog, RowIdentity, ShopFloor
+from agent.drift.gate import DriftGate
 from agent.errors import ConfigError, SchemaMismatch
+from agent.exit_codes import ExitCode
 from agent.staging import ddl_statements
 from agent.watermark import ControlTables
 
@@ -63,7 +64,6 @@ DEMO_FILES = tuple(
 ) + (CONFIG_NAME, MARKER_NAME)
 DEMO_FOLDERS = ("schema_snapshots", "alerts")  # written by the agent (drift gate) next to the config
 TEMPLATE_FOLDER_TEXT = "demo-run/demo.yaml"  # in demo.yaml's comments; replaced by the real path
-EXIT_INTERRUPTED = 130
 # "What to try next": one MES change by hand (modified_date in the MES clock's local time, stored as the loader does).
 TRY_A_CHANGE_SQL = ("UPDATE work_order SET scrapped_qty = 2, scrap_reason_id = 7, "
                     "modified_date = strftime('%Y-%m-%d %H:%M:%f', 'now', 'localtime') || '000' WHERE work_order_id = 72591")
@@ -110,7 +110,7 @@ class Demo:
         self.console = console
         self.tty = console.is_terminal and not console.is_dumb_terminal
         self.seed = seed
-        self.result = DemoResult(EXIT_OK, self.folder)
+        self.result = DemoResult(ExitCode.OK, self.folder)
         self.log = ChangeLog()
         self.events = Events()
         self.flows: dict[str, FlowStats] = {}
@@ -136,21 +136,21 @@ class Demo:
             self.result.exit_code = self._run()
         except FolderRefused as exc:
             self._say(f"[bold red]Not starting:[/] {_escape(str(exc))}")
-            self.result.exit_code = EXIT_CONFIG
+            self.result.exit_code = ExitCode.CONFIG
         except DemoFailed as exc:
             self._say(f"[bold red]The demo stopped:[/] {_escape(str(exc))}")
-            self.result.exit_code = EXIT_FLOW_FAILED
+            self.result.exit_code = ExitCode.FLOW_FAILED
         except (ConfigError, SchemaMismatch) as exc:
             self._say(f"[bold red]The demo configuration does not match its databases (a bug in the demo):[/]\n"
                       f"{_escape(str(exc))}")
-            self.result.exit_code = EXIT_CONFIG
+            self.result.exit_code = ExitCode.CONFIG
         except KeyboardInterrupt:
             self._say("\n[yellow]Interrupted.[/] The databases stay in the folder as they are; "
                       "`mes-erp-agent demo` starts over.")
-            self.result.exit_code = EXIT_INTERRUPTED
+            self.result.exit_code = ExitCode.INTERRUPTED
         except Exception:
             self.console.print(Text("The demo failed unexpectedly:\n" + traceback.format_exc(), style="red"))
-            self.result.exit_code = EXIT_FLOW_FAILED
+            self.result.exit_code = ExitCode.FLOW_FAILED
         finally:
             if self.shopfloor is not None and self.shopfloor.is_alive():
                 self.shopfloor.stop()
@@ -176,7 +176,7 @@ class Demo:
         self._detail("schema snapshots, which the drift gate compares with the live tables before every run: "
                      + ", ".join(self._shown(p) for p in snapshots))
         self.prepare_flows(config, self.systems)
-        gate = build_gate(config, self.systems)
+        gate = DriftGate(config, self.systems)
         self.initial_load(gate)
         if self.seconds > 0 and all(f.outcome == report.OK for f in self.flows.values()):
             self.live(gate)
@@ -247,7 +247,7 @@ class Demo:
                    f"{self._shown(self.folder / STAGING_FILE)}; configuration {self._shown(config.path)}")
         schema = config.model.systems[ERP_SYSTEM].staging_schema
         assert schema is not None
-        tables = _staging_tables_of(config, systems, ERP_SYSTEM)
+        tables = pipeline.staging_tables_of(config, systems, ERP_SYSTEM)
         statements = ddl_statements(systems.dialect(ERP_SYSTEM), schema, tables)
         with systems.target(ERP_SYSTEM).begin() as conn:
             for statement in statements:
@@ -588,10 +588,10 @@ class Demo:
     def _exit_code(self, checks_ok: bool) -> int:
         outcomes = {f.outcome for f in self.flows.values()} | {r.outcome for r in self.reports}
         if report.FAILED in outcomes:
-            return EXIT_FLOW_FAILED
+            return ExitCode.FLOW_FAILED
         if report.HALTED in outcomes:
-            return EXIT_DRIFT
-        return EXIT_OK if checks_ok else EXIT_FLOW_FAILED
+            return ExitCode.DRIFT
+        return ExitCode.OK if checks_ok else ExitCode.FLOW_FAILED
 
     # --- output helpers -------------------------------------------------------------------------------
     def _live_view(self) -> Any:
