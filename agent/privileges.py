@@ -3,7 +3,7 @@
 Before any data moves, `run` asks every system its flows use (one read-only catalog query,
 `sql/<dialect>/privilege_check.sql`) for rights beyond the grants: superuser / sysadmin / db_owner, DDL,
 writes outside the staging schema, DELETE or UPDATE inside it. Each finding is logged as a loud warning;
-with `run --strict-privileges` the agent refuses to start instead, with exit code 4 (EXIT_PRIVILEGES).
+with `run --strict-privileges` the agent refuses to start instead, with exit code 4 (ExitCode.PRIVILEGES).
 SQLite has no logins: its template is empty and nothing is checked.
 """
 
@@ -21,7 +21,6 @@ from agent.errors import AgentError
 
 log = logging.getLogger("mes_erp_agent")
 
-EXIT_PRIVILEGES = 4  # `run --strict-privileges`: a login can do more than its grants; nothing was started
 EXAMPLES = 5
 
 

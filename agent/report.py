@@ -14,7 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agent import watermark
+from agent.config import LoadedConfig
+from agent.connect import Systems
 from agent.dialects import Dialect
+from agent.errors import AgentError
 from agent.watermark import ControlTables
 
 log = logging.getLogger("mes_erp_agent")
@@ -158,6 +162,22 @@ def flow_status(
         oldest_pending=dialect.to_utc_text(oldest),
         oldest_pending_age_seconds=round(age, 1) if age is not None else None,
     )
+
+
+def read_flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str, Any]:
+    """One flow's status as a dict (`status --json`); `error` instead of figures when its database is down."""
+    flow = config.model.flows[name]
+    dialect = systems.dialect(flow.target)
+    schema = config.model.systems[flow.target].staging_schema or ""
+    control = ControlTables.in_schema(dialect, schema)
+    try:
+        with systems.target(flow.target).connect() as conn:
+            position = watermark.load(conn, dialect, control, name, flow.watermark)
+            staging = dialect.table(schema, flow.staging_table_name)
+            return flow_status(conn, dialect, control, staging, name, position.describe()).as_dict()
+    except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # status shows every flow, even one whose database is down
+        return {"flow": name, "error": str(getattr(exc, "orig", exc)).strip().splitlines()[0], "system": flow.target,
+                "url": config.redacted_url(flow.target)}
 
 
 def _as_utc(value: Any) -> dt.datetime | None:

@@ -23,6 +23,7 @@ from agent.connect import Systems
 from agent.drift.gate import DriftGate
 from agent.drift.watcher import SnapshotWatcher
 from agent.errors import SchemaMismatch, SnapshotError
+from agent.exit_codes import ExitCode
 from agent.report import FAILED, FlowReport
 
 log = logging.getLogger("mes_erp_agent")
@@ -104,7 +105,7 @@ def _on_job_event(event: JobExecutionEvent) -> None:
         log.warning("%s is still running from its previous time; this poll was skipped", event.job_id)
 
 
-def run_forever(config: LoadedConfig, only: str | None = None) -> int:
+def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
     """Run until SIGTERM/SIGINT. Returns the exit code."""
     systems = Systems(config)
     try:
@@ -113,11 +114,11 @@ def run_forever(config: LoadedConfig, only: str | None = None) -> int:
     except SnapshotError as exc:
         log.error("cannot check for schema drift; not starting:\n%s", exc)
         systems.dispose()
-        return 2
+        return ExitCode.CONFIG
     except SchemaMismatch as exc:
         log.error("configuration does not match the databases; not starting:\n%s", exc)
         systems.dispose()
-        return 2
+        return ExitCode.CONFIG
     watcher = SnapshotWatcher(gate).start()  # an accepted snapshot resumes halted flows without a restart
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
@@ -130,4 +131,4 @@ def run_forever(config: LoadedConfig, only: str | None = None) -> int:
         watcher.stop()
         gate.close()
         systems.dispose()
-    return 0
+    return ExitCode.OK

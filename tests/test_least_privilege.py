@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 import dbs
 from agent import privileges
+from agent.exit_codes import ExitCode
 from agent.config import load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
@@ -213,7 +214,7 @@ def test_the_privilege_check_finds_nothing_for_the_login_and_flags_the_administr
     for result in results:
         assert (expected[0], expected[1]) in {(f.finding, f.object_name) for f in result.findings}
     refused = cli("run", "-c", str(admin_config), "--once", "--strict-privileges")
-    assert refused.exit_code == privileges.EXIT_PRIVILEGES == 4
+    assert refused.exit_code == ExitCode.PRIVILEGES == 4
     assert refused.output.startswith(f"{admin_config}: not starting (--strict-privileges): a login can do more than "
                                      "the agent's grants.\n")
     assert f"  - {expected[0]}: " in refused.output

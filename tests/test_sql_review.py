@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import sqlglot
 from sqlalchemy.dialects import mssql
 
-from agent import sql_review
+from agent import review as sql_review
 from agent.config import load_config
 from agent.read import SourceColumn, check_source_columns
 from agent.types import ColumnType

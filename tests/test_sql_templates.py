@@ -29,7 +29,7 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import make_url
 
 import dbs
-from agent import sql_review
+from agent import review as sql_review
 from agent.config import load_config
 from agent.demo import adventureworks
 from agent.dialects import DIALECTS, for_name, for_url, templates

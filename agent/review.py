@@ -1,4 +1,4 @@
-"""SQL for the DBA's review: `render-sql`, `sql grants`, and `sql ddl --dialect` (no connection needed).
+"""SQL for the DBA's review: what `render-sql`, `sql grants` and `sql ddl --dialect` print (no connection needed).
 
 `render-sql` prints, per flow and in the dialect of each system, every statement the agent runs, built by
 the same functions the run uses (`read.read_sql`, `write.batch_context`, the templates of `sql/<dialect>/`),
@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
-import click
 from sqlalchemy.engine import make_url
 
-from agent import dialects, grants, source_query
+from agent import dialects, source_query
 from agent.config import FlowConfig, LoadedConfig
-from agent.dialects import DIALECTS, Dialect
+from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
 from agent.mapping import staging_type
 from agent.read import read_sql, source_sql_for
@@ -302,56 +300,3 @@ def _snapshot_types(config: LoadedConfig, flow: FlowConfig) -> tuple[dict[str, C
 def ddl_for_dialect(config: LoadedConfig, system: str, dialect_name: str) -> list[str]:
     schema = config.model.systems[system].staging_schema or ""
     return ddl_statements(dialects.for_name(dialect_name), schema, offline_staging_tables(config, system))
-
-
-# --- commands (registered by agent/cli.py) ---------------------------------------------------------------
-_config_option = click.option(
-    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="The agent's YAML configuration file.",
-)
-dialect_option = click.option(
-    "--dialect", "dialect_name", type=click.Choice(sorted(DIALECTS)),
-    help="Print for this database instead of the system's own, without connecting (e.g. a SQL Server script "
-         "prepared on a laptop).",
-)
-
-
-@click.command("render-sql")
-@_config_option
-@click.option("--flow", "flow_name", help="Only this flow (and the start-up statements of its systems).")
-def render_sql(config_path: Path, flow_name: str | None) -> None:
-    """Print every statement the agent runs, per flow, in each system's SQL, with its bind parameters."""
-    from agent.cli import EXIT_CONFIG, fail, load_or_exit
-
-    config = load_or_exit(config_path)
-    try:
-        text = render_sql_text(config, flow_name)
-    except (ConfigError, source_query.QueryRefused) as exc:
-        fail(str(exc), EXIT_CONFIG)
-    click.echo(text, nl=False)
-
-
-@click.command("grants")
-@_config_option
-@click.option("--system", required=True, help="The system (a `systems:` name) whose login to create.")
-@dialect_option
-@click.option("--login", help="Login (role) name; default `grants: {login:}` of the system, else the url's user.")
-@click.option("--password-placeholder", help="Text written where the password goes (default CHANGE_ME).")
-@click.option("--host", help="MySQL/MariaDB: the account's host part (default %).")
-def sql_grants(
-    config_path: Path, system: str, dialect_name: str | None, login: str | None, password_placeholder: str | None,
-    host: str | None,
-) -> None:
-    """Print the least-privilege login and grants for the configured flows on one system."""
-    from agent.cli import EXIT_CONFIG, fail, load_or_exit
-
-    config = load_or_exit(config_path)
-    if system not in config.model.systems:
-        fail(f"{config.path}: no system named {system!r} under `systems:`", EXIT_CONFIG)
-    dialect = dialects.for_name(dialect_name) if dialect_name else system_dialect(config, system)
-    try:
-        login_ = grants.login_for(config, system, dialect, login, password_placeholder, host)
-        script = grants.grants_script(config, system, dialect, login_)
-    except ConfigError as exc:
-        fail("\n".join(exc.problems), EXIT_CONFIG)
-    click.echo(script)

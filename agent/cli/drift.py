@@ -1,4 +1,4 @@
-"""`mes-erp-agent snapshot` and `mes-erp-agent drift`, registered on the main command group in agent/cli.py.
+"""`mes-erp-agent snapshot` and `mes-erp-agent drift`: schema snapshots and the drift report.
 
 Exit codes follow the CLI contract: 0 fine, 1 a database could not be read (or --accept was declined),
 2 configuration error (including a missing or hand-edited snapshot), 3 schema drift.
@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 import sqlalchemy as sa
 
+from agent.cli.common import config_option, load_or_exit
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.drift import live_schema, require_every_table, snapshot_systems
@@ -24,24 +25,14 @@ from agent.drift.model import SystemSnapshot
 from agent.drift.render import as_dict, text, to_json
 from agent.drift.watch import uses_by_system
 from agent.errors import ConfigError, SnapshotError
+from agent.exit_codes import ExitCode
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DRIFT = 0, 1, 2, 3
-
-config_option = click.option(
-    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="The agent's YAML configuration file.",
-)
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DRIFT = ExitCode.OK, ExitCode.FLOW_FAILED, ExitCode.CONFIG, ExitCode.DRIFT
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _fail(message: str, code: ExitCode) -> NoReturn:
     click.echo(message, err=True)
-    sys.exit(code)
-
-
-def _load(path: Path) -> LoadedConfig:
-    from agent.cli import load_or_exit  # the CLI's own messages for configuration errors
-
-    return load_or_exit(path)
+    sys.exit(int(code))
 
 
 @click.command("snapshot")
@@ -54,7 +45,7 @@ def snapshot_command(config_path: Path, system_name: str | None, accept: bool, y
     """Write schema_snapshots/<system>.yaml: the reviewed schema of every table the flows read or write."""
     if accept and check:
         _fail("--accept and --check exclude each other: --check only compares, --accept writes", EXIT_CONFIG)
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     systems = Systems(config)
     codes = []
     try:
@@ -70,10 +61,10 @@ def snapshot_command(config_path: Path, system_name: str | None, accept: bool, y
         _fail(f"cannot read the schema: {_db_error(exc)}", EXIT_FAILED)
     finally:
         systems.dispose()
-    sys.exit(max(codes, key=lambda c: (c == EXIT_CONFIG, c)) if codes else EXIT_OK)
+    sys.exit(int(max(codes, key=lambda c: (c == EXIT_CONFIG, c)) if codes else EXIT_OK))
 
 
-def _snapshot_one(config: LoadedConfig, system: str, live: SystemSnapshot, accept: bool, yes: bool, check: bool) -> int:
+def _snapshot_one(config: LoadedConfig, system: str, live: SystemSnapshot, accept: bool, yes: bool, check: bool) -> ExitCode:
     path = snapshot_files.snapshot_path(config, system)
     new_text = snapshot_files.render(live)
     if not path.is_file():
@@ -132,7 +123,7 @@ def _snapshot_one(config: LoadedConfig, system: str, live: SystemSnapshot, accep
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def drift_command(config_path: Path, as_json: bool) -> None:
     """Compare every system's live schema with its snapshot: exit 0 no drift, 3 drift."""
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     systems = Systems(config)
     try:
         gate = DriftGate(config, systems)
@@ -148,7 +139,7 @@ def drift_command(config_path: Path, as_json: bool) -> None:
         click.echo(to_json({"drift": drift, "systems": [as_dict(r) for r in reports]}))
     else:
         click.echo("\n\n".join(text(r) for r in reports))
-    sys.exit(EXIT_DRIFT if drift else EXIT_OK)
+    sys.exit(int(EXIT_DRIFT if drift else EXIT_OK))
 
 
 def _tables(schema: SystemSnapshot) -> str:

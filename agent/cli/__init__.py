@@ -1,0 +1,47 @@
+"""The `mes-erp-agent` command: one module per command group, each a thin layer over the service code.
+
+Exit codes (a contract plants' scripts rely on) are in agent/exit_codes.py. Only this package imports click.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from agent import __version__
+from agent.cli.common import config_option, console, load_or_exit
+from agent.cli.demo import demo
+from agent.cli.drift import drift_command, snapshot_command
+from agent.cli.run import run
+from agent.cli.sql import render_sql, sql_group
+from agent.cli.status import status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mes-erp-agent")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """Moves MES changes into ERP staging tables: watermark reads, drift gate, exactly-once writes."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the configuration file: exit 0 when valid, 2 with every problem listed."""
+    config = load_or_exit(config_path)
+    flows = config.model.flows
+    console.print(
+        f"{config.path}: OK ({len(config.model.systems)} systems, {len(flows)} flows: {', '.join(flows)})",
+        markup=False, highlight=False,
+    )
+
+
+for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql):
+    main.add_command(command)
+
+__all__ = ["main"]

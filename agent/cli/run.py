@@ -1,0 +1,73 @@
+"""`run`: every flow once (`--once`), or the long-running service on each flow's schedule."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from agent import pipeline, privileges, report
+from agent.cli.common import config_option, console, errors, fail, load_or_exit
+from agent.connect import Systems
+from agent.drift.gate import DriftGate
+from agent.errors import ConfigError, SchemaMismatch, SnapshotError
+from agent.exit_codes import ExitCode
+
+_NUMBER_COLUMNS = ("read", "written", "already staged", "quarantined", "batches", "seconds")
+
+
+@click.command("run")
+@config_option
+@click.option("--once", is_flag=True, help="Catch every flow up once, then exit (for cron, tests, first loads).")
+@click.option("--flow", "flow_name", help="Only this flow.")
+@click.option("--strict-privileges", is_flag=True,
+              help="Refuse to start (exit 4) when a login can do more than `sql grants` gives it (default: warn).")
+def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges: bool) -> None:
+    """Move changed MES rows into ERP staging: once (--once), or as a long-running service on each flow's schedule."""
+    config = load_or_exit(config_path)
+    try:
+        config.flows(flow_name)
+        privileges.startup_check(config, flow_name, strict_privileges)
+    except privileges.PrivilegeExcess as exc:
+        fail(str(exc), ExitCode.PRIVILEGES)
+    except ConfigError as exc:
+        fail(str(exc), ExitCode.CONFIG)
+    if not once:
+        from agent.schedule import run_forever
+
+        sys.exit(int(run_forever(config, flow_name)))
+    systems = Systems(config)
+    try:
+        reports = pipeline.run_once(config, systems, flow_name, gate=DriftGate(config, systems, flow_name))
+    except SnapshotError as exc:
+        fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
+    except (ConfigError, SchemaMismatch) as exc:
+        fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", ExitCode.CONFIG)
+    finally:
+        systems.dispose()
+    _print_reports(reports)
+    sys.exit(int(exit_code_for(reports)))
+
+
+def exit_code_for(reports: list[report.FlowReport]) -> ExitCode:
+    outcomes = {r.outcome for r in reports}
+    if report.FAILED in outcomes:
+        return ExitCode.FLOW_FAILED
+    if report.HALTED in outcomes:
+        return ExitCode.DRIFT
+    return ExitCode.OK
+
+
+def _print_reports(reports: list[report.FlowReport]) -> None:
+    table = Table(title="mes-erp-agent run", show_lines=False)
+    for column in ("flow", "outcome", *_NUMBER_COLUMNS[:5], "seconds", "watermark"):
+        table.add_column(column, justify="right" if column in _NUMBER_COLUMNS else "left")
+    for r in reports:
+        table.add_row(r.flow, r.outcome, str(r.rows_read), str(r.rows_written), str(r.rows_duplicate),
+                      str(r.rows_quarantined), str(r.batches), f"{r.seconds:.2f}", r.watermark_after)
+    console.print(table)
+    for r in reports:
+        if r.message:
+            errors.print(f"flow {r.flow} {r.outcome}: {r.message}", markup=False, highlight=False)
