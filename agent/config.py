@@ -21,13 +21,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy.engine import URL, make_url
 
 from agent import dialects, source_query
+from agent.contract import CONTROL_COLUMN_PREFIX
 from agent.errors import ConfigError
 from agent.types import ColumnType, parse_type
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-CONTROL_COLUMN_PREFIX = "stg_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 

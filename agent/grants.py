@@ -18,7 +18,7 @@ from agent import dialects, source_query
 from agent.config import LoadedConfig, check_login, check_placeholder
 from agent.dialects import Dialect
 from agent.errors import ConfigError
-from agent.watermark import ControlTables
+from agent.contract import ControlTables
 
 TableName = tuple[str | None, str]
 

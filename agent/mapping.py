@@ -16,11 +16,8 @@ from typing import Any
 
 from agent.config import ColumnMapping, FlowConfig
 from agent.types import ColumnType
-from agent.watermark import version_text
+from agent.contract import CHANGE_UPSERT, KEY_TEXT_MAX, VERSION_TEXT_MAX, version_text
 
-KEY_TEXT_MAX = 256
-VERSION_TEXT_MAX = 128
-CONTROL_COLUMNS = ("stg_batch_id", "stg_flow", "stg_source_key", "stg_source_version", "stg_change")
 _INTEGER_RANGE = {8: (0, 255), 16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
 _TRUE = {"1", "true", "t", "y", "yes"}
 _FALSE = {"0", "false", "f", "n", "no"}
@@ -87,7 +84,7 @@ class RowMapper:
             except Rejected as reason:
                 quarantined.append(QuarantinedRow(source_key, source_version, self._row_json(row), str(reason)))
                 continue
-            mapped.append((batch_id, self.flow_name, source_key, source_version, "U", *values))
+            mapped.append((batch_id, self.flow_name, source_key, source_version, CHANGE_UPSERT, *values))
         return MappedBatch(mapped, quarantined)
 
     def _row_json(self, row: tuple[Any, ...]) -> str:

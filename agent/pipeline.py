@@ -26,7 +26,8 @@ from agent.read import (
 )
 from agent.report import FAILED, HALTED, BatchReport, FlowReport, record_failure, utc_now
 from agent.staging import StagingTable, check_staging_columns, staging_table_for
-from agent.watermark import ControlTables, Watermark
+from agent.contract import ControlTables
+from agent.watermark import Watermark
 from agent.write import write_batch
 
 # A drift gate answers, before each run of a flow, with None (go on) or the reason the flow must halt.

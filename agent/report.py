@@ -19,7 +19,7 @@ from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.errors import AgentError
-from agent.watermark import ControlTables
+from agent.contract import ControlTables
 
 log = logging.getLogger("mes_erp_agent")
 

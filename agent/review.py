@@ -21,7 +21,7 @@ from agent.mapping import staging_type
 from agent.read import read_sql, source_sql_for
 from agent.staging import StagingColumn, StagingTable, ddl_statements
 from agent.types import ColumnType
-from agent.watermark import ControlTables
+from agent.contract import ControlTables
 from agent.write import batch_context
 
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)")

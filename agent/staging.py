@@ -12,13 +12,11 @@ import sqlalchemy as sa
 
 from agent.config import FlowConfig, LoadedConfig
 from agent.dialects import Dialect
-from agent.mapping import CONTROL_COLUMNS, staging_type
+from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TYPES, ControlTables
+from agent.mapping import staging_type
 from agent.read import SourceColumn
 from agent.types import ColumnType, to_sqlalchemy
-from agent.watermark import ControlTables
 
-ALL_CONTROL_COLUMNS = ("stg_id", *CONTROL_COLUMNS, "stg_status", "stg_error", "stg_loaded_at")
-CONTROL_TYPES: dict[str, sa.types.TypeEngine] = {name: sa.String() for name in CONTROL_COLUMNS}
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,14 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agent.contract import ControlTables, version_text
 from agent.dialects import Dialect
 from agent.errors import ConcurrentAgent, UnsupportedValue, WatermarkKeyChanged
-
-NULL_TEXT = "\\N"
-
 
 @dataclass(frozen=True)
 class Watermark:
@@ -35,46 +32,6 @@ class Watermark:
             return "(initial load)"
         return ", ".join(f"{c}={version_text((v,))}" for c, v in zip(self.columns, self.values))
 
-
-def version_text(values: tuple[Any, ...]) -> str:
-    """Canonical text of key or watermark values, joined by `|` (stg_source_key, stg_source_version)."""
-    return "|".join([_FAST_TEXT.get(type(v), _canonical)(v) for v in values])
-
-
-def _text_escaped(value: str) -> str:
-    if "|" in value or "\\" in value:
-        return value.replace("\\", "\\\\").replace("|", "\\|")
-    return value
-
-
-def _canonical(value: Any) -> str:
-    if value is None:
-        return NULL_TEXT
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="microseconds")
-    if isinstance(value, dt.time):
-        return value.isoformat(timespec="microseconds")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "0x" + bytes(value).hex().upper()
-    if isinstance(value, str):
-        return value.replace("\\", "\\\\").replace("|", "\\|")
-    return str(value)
-
-
-# Exact-type shortcuts for the common types (this runs twice per row); anything else goes to _canonical.
-_FAST_TEXT: dict[type, Callable[[Any], str]] = {
-    int: str,
-    str: _text_escaped,
-    dt.datetime: lambda v: v.isoformat(timespec="microseconds"),
-    Decimal: lambda v: format(v, "f"),
-    type(None): lambda v: NULL_TEXT,
-}
 
 _ENCODERS = {
     "null": (lambda v: v is None, lambda v: None, lambda s: None),
@@ -107,23 +64,6 @@ def _encode_one(value: Any) -> dict[str, Any]:
 
 def decode(text: str) -> tuple[Any, ...]:
     return tuple(_ENCODERS[item["type"]][2](item["value"]) for item in json.loads(text))
-
-
-@dataclass(frozen=True)
-class ControlTables:
-    """Qualified names of the agent's control tables in one staging schema."""
-
-    watermark: str
-    run: str
-    quarantine: str
-
-    @classmethod
-    def in_schema(cls, dialect: Dialect, schema: str) -> ControlTables:
-        return cls(
-            watermark=dialect.table(schema, "agent_watermark"),
-            run=dialect.table(schema, "agent_run"),
-            quarantine=dialect.table(schema, "agent_quarantine"),
-        )
 
 
 def load(conn: Connection, dialect: Dialect, tables: ControlTables, flow: str, columns: list[str]) -> Watermark:

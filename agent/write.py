@@ -15,7 +15,8 @@ from agent.dialects import Dialect
 from agent.mapping import MappedBatch
 from agent.report import BatchReport
 from agent.staging import StagingTable
-from agent.watermark import ControlTables, Watermark
+from agent.contract import ControlTables
+from agent.watermark import Watermark
 
 
 def write_batch(

@@ -26,7 +26,7 @@ from rich.console import Console
 from agent.demo import adventureworks
 from agent.demo.run import CONFIG_NAME, EDITED_CONFIG_NAME, MARKER_NAME, TRY_A_CHANGE_SQL, Demo, DemoResult, run_demo
 from agent.demo.shopfloor import QUARANTINED, STAGED
-from agent.watermark import version_text
+from agent.contract import version_text
 
 HISTORY = {"work_order": 72_591, "work_order_routing": 67_131}
 MISSING_HOURS = "labor_hours: required, but source column actual_resource_hrs is NULL"

@@ -51,7 +51,7 @@ from agent.drift.gate import DriftGate
 from agent.errors import ConfigError, SchemaMismatch
 from agent.exit_codes import ExitCode
 from agent.staging import ddl_statements
-from agent.watermark import ControlTables
+from agent.contract import ControlTables
 
 CONFIG_NAME = "demo.yaml"
 EDITED_CONFIG_NAME = "demo.yaml.edited"

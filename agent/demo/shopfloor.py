@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent.watermark import version_text
+from agent.contract import version_text
 
 STAGED, QUARANTINED = "staged", "quarantined"
 

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.config import FlowConfig, LoadedConfig
-from agent.mapping import CONTROL_COLUMNS
+from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TABLES, STAGING_UNIQUE_KEY
 from agent.read import needed_source_columns
-from agent.staging import ALL_CONTROL_COLUMNS
 
-CONTROL_TABLES = ("agent_watermark", "agent_run", "agent_quarantine")
 Role = Literal["source table", "staging table", "control table"]
 
 
@@ -95,7 +93,7 @@ def _flow_uses(config: LoadedConfig, name: str, flow: FlowConfig) -> list[tuple[
     staging = TableUse(
         name, flow.on_drift, "staging table", frozenset(ALL_CONTROL_COLUMNS) | mapped,
         writes=frozenset(CONTROL_COLUMNS) | mapped, may_write_null=nullable_mapped,
-        ordered_by=frozenset(("stg_flow", "stg_source_key", "stg_source_version")),
+        ordered_by=frozenset(STAGING_UNIQUE_KEY),
     )
     uses.append((WatchedTable(flow.target, schema, flow.staging_table_name), staging))
     control = TableUse(name, flow.on_drift, "control table", None)
