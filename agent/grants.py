@@ -68,7 +68,9 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
                            "database; grants are given per database"])
     own = dialects.for_url(url)  # custom queries are written in the system's own SQL
     reads: dict[TableName, list[str]] = {}
-    read_flows, write_flows, staging_tables = [], [], []
+    read_flows: list[str] = []
+    write_flows: list[str] = []
+    staging_tables: list[dict[str, str]] = []
     for name, flow in config.model.flows.items():
         if flow.source == system:
             read_flows.append(name)

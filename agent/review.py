@@ -8,6 +8,7 @@ with its bind parameters and what each one holds. Values are never part of a sta
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -193,7 +194,7 @@ def _section(title: str, statements: list[Statement]) -> list[str]:
     return lines
 
 
-def _meanings(name: str, flow: FlowConfig):
+def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
     watermark = flow.watermark
     insert_columns = _staging_names(name, flow, "").insert_columns
     probe = "; 0 once at start-up, to check the query runs" if flow.query else ""

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,10 +31,11 @@ class Watermark:
     def describe(self) -> str:
         if self.values is None:
             return "(initial load)"
-        return ", ".join(f"{c}={version_text((v,))}" for c, v in zip(self.columns, self.values))
+        return ", ".join(f"{c}={version_text((v,))}" for c, v in zip(self.columns, self.values, strict=True))
 
 
-_ENCODERS = {
+# type name -> (is this type, value to JSON text, JSON text to value)
+_ENCODERS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Any], Callable[[Any], Any]]] = {
     "null": (lambda v: v is None, lambda v: None, lambda s: None),
     "bool": (lambda v: isinstance(v, bool), lambda v: v, lambda s: bool(s)),
     "int": (lambda v: isinstance(v, int), str, int),

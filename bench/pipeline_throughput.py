@@ -75,9 +75,9 @@ def load_mes(mes_db: str, copies: int) -> int:
     with engine.begin() as conn:
         for copy in range(1, copies):
             conn.exec_driver_sql(
-                "INSERT INTO production.work_order SELECT work_order_id + %d, product_id, order_qty, stocked_qty, "
-                "scrapped_qty, start_date, end_date, due_date, scrap_reason_id, modified_date + interval '%d second' "
-                "FROM production.work_order WHERE work_order_id <= 72591" % (copy * 1_000_000, copy)
+                f"INSERT INTO production.work_order SELECT work_order_id + {copy * 1_000_000}, product_id, order_qty, "
+                f"stocked_qty, scrapped_qty, start_date, end_date, due_date, scrap_reason_id, "
+                f"modified_date + interval '{copy} second' FROM production.work_order WHERE work_order_id <= 72591"
             )
         conn.exec_driver_sql("ANALYZE production.work_order")
         count = conn.exec_driver_sql("SELECT count(*) FROM production.work_order").scalar()
@@ -86,17 +86,18 @@ def load_mes(mes_db: str, copies: int) -> int:
 
 
 def raw_copy_pipe(mes_db: str, erp_db: str) -> float:
-    columns = "work_order_id, product_id, order_qty, stocked_qty, scrapped_qty, start_date, end_date, due_date, scrap_reason_id, modified_date"
+    columns = ("work_order_id, product_id, order_qty, stocked_qty, scrapped_qty, start_date, end_date, due_date, "
+               "scrap_reason_id, modified_date")
     with psycopg.connect(url(erp_db).replace("+psycopg", "")) as erp, psycopg.connect(url(mes_db).replace("+psycopg", "")) as mes:
         erp.execute("CREATE TABLE raw_copy (work_order_id int, product_id int, order_qty int, stocked_qty int, "
                     "scrapped_qty smallint, start_date timestamp, end_date timestamp, due_date timestamp, "
                     "scrap_reason_id smallint, modified_date timestamp)")
         erp.commit()
         started = time.perf_counter()
-        with mes.cursor().copy(f"COPY (SELECT {columns} FROM production.work_order ORDER BY modified_date, work_order_id) TO STDOUT") as out:
-            with erp.cursor().copy(f"COPY raw_copy ({columns}) FROM STDIN") as into:
-                for chunk in out:
-                    into.write(chunk)
+        read = f"COPY (SELECT {columns} FROM production.work_order ORDER BY modified_date, work_order_id) TO STDOUT"
+        with mes.cursor().copy(read) as out, erp.cursor().copy(f"COPY raw_copy ({columns}) FROM STDIN") as into:
+            for chunk in out:
+                into.write(chunk)
         erp.commit()
         return time.perf_counter() - started
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.demo import adventureworks
-from helpers import Pair, cli, make_pair, prepare_erp, staging_rows, table_name, work_order_flow, write_config
+from helpers import Pair, cli, make_pair, prepare_erp, staging_rows, work_order_flow, write_config
 
 KINDS = ["postgresql", "mysql", "mysql_odbc", "sqlite"]
 WORK_ORDERS = 72_591
@@ -123,7 +123,7 @@ def test_second_run_moves_nothing_then_exactly_the_150_changes(loaded):
 
 
 def test_status_reports_watermark_moved_rows_and_backlog(loaded):
-    pair, config, _ = loaded
+    _pair, config, _ = loaded
     result = cli("status", "-c", str(config), "--json")
     assert result.exit_code == 0, result.output
     import json

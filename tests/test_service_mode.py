@@ -31,7 +31,9 @@ def test_service_picks_up_new_rows_on_its_schedule_and_stops_on_sigterm(db_facto
     flow = work_order_flow(pair, schedule={"every": "500ms"})
     config = write_config(tmp_path / "agent.yaml", pair, {"work_order_confirmations": flow})
     prepare_erp(config)
-    count = lambda: scalar(pair.erp_url, f"SELECT COUNT(*) FROM {pair.staging_schema}.stg_work_order")
+
+    def count() -> int:
+        return scalar(pair.erp_url, f"SELECT COUNT(*) FROM {pair.staging_schema}.stg_work_order")
 
     service = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -131,7 +131,8 @@ def test_select_into_placeholders_star_order_and_side_effects_are_refused(tmp_pa
         ORDER BY wo.work_order_id
         """) == [
         "q.sql:1: function nextval() changes state, waits or reaches outside the database; a source query only reads",
-        "q.sql:1: `*` in a select list; name the columns (the grants give SELECT on exactly the columns read, and drift is checked per column)",
+        "q.sql:1: `*` in a select list; name the columns (the grants give SELECT on exactly the columns read, and drift "
+        "is checked per column)",
         "q.sql:2: SELECT ... INTO creates a table; a source query only reads",
         "q.sql:4: a bind parameter; a source query has none: the agent adds the watermark condition around it (see README, For DBAs)",
         "q.sql:5: ORDER at the top of the query; the agent orders and limits by the watermark itself (keep it in subqueries only)",

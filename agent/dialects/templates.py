@@ -6,7 +6,7 @@ configuration. Values are never formatted into the text: they stay named bind pa
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ def sql_folder() -> Path:
     return Path(str(resources.files("agent") / "sql"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment(dialect: str) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(sql_folder() / dialect)),
