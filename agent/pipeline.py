@@ -6,6 +6,7 @@ Everything a flow needs is prepared once per process (`prepare`), so a poll that
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,10 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agent import watermark
+from agent import source_query, watermark
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
+from agent.drift.catalog import CatalogQuery
+from agent.drift.keyset import missing_guarantee_warning
+from agent.drift.watch import WatchedTable
 from agent.errors import AgentError, SchemaMismatch
 from agent.mapping import RowMapper
 from agent.read import (
@@ -34,6 +38,8 @@ from agent.write import write_batch
 Gate = Callable[[str], "str | None"]
 # Called after each committed batch (the demo shows progress with it).
 BatchListener = Callable[[BatchReport], None]
+
+log = logging.getLogger("mes_erp_agent")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     problems = reader.check_query(name, flow.source)
     if problems:
         raise SchemaMismatch("\n".join(problems))
+    _warn_unless_keyset_unique(name, flow, source_engine, source_dialect)
     return FlowContext(
         name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
         source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
@@ -76,6 +83,23 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
         staging=staging,
         control=ControlTables.in_schema(target_dialect, staging.schema),
     )
+
+
+def _warn_unless_keyset_unique(name: str, flow: FlowConfig, engine: Engine, dialect: Dialect) -> None:
+    """Warn (never refuse) when no key in the source catalog makes the watermark columns unique: the keyset reads
+    would skip rows sharing the last staged values. Views and custom queries may be unique without such a key."""
+    tables = [WatchedTable(flow.source, schema, table) for schema, table in source_query.query_tables(flow, dialect)]
+    query = CatalogQuery.build(flow.source, dialect, tables)
+    try:
+        with engine.connect() as conn:
+            live = query.tables_from(query.fetch(conn))
+            conn.rollback()
+    except sa.exc.SQLAlchemyError as exc:  # the drift gate reports an unreadable catalog; this is only advice
+        log.debug("flow %s: keyset uniqueness not checked: %s", name, exc)
+        return
+    warning = missing_guarantee_warning(name, flow.source, flow.watermark, [t.key for t in tables], live)
+    if warning:
+        log.warning(warning)
 
 
 def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from agent.config import FlowConfig, LoadedConfig
 from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TABLES, STAGING_UNIQUE_KEY
+from agent.drift.keyset import Guarantee, keyset_guarantees, makes_unique
+from agent.drift.model import TableSnapshot
 from agent.read import needed_source_columns
 
 Role = Literal["source table", "staging table", "control table"]
@@ -45,6 +47,14 @@ class TableUse:
     @property
     def reads_only(self) -> bool:
         return self.role == "source table"
+
+    def relies_on(self, key: Guarantee | None) -> bool:
+        """The key makes this flow's keyset (its watermark columns) unique: the reads skip no row because of it."""
+        return key is not None and self.reads_only and makes_unique(key.columns, self.watermark)
+
+    def keyset_guarantees(self, table: TableSnapshot) -> list[Guarantee]:
+        """The table's keys that make this flow's keyset unique (none on tables the flow does not read)."""
+        return keyset_guarantees(table, self.watermark) if self.reads_only else []
 
     def uses(self, column: str) -> bool:
         return self.columns is None or column in self.columns

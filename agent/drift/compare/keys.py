@@ -4,12 +4,16 @@ A changed primary key is breaking for every flow on the table. On tables the age
 decide what an insert may do (the staging unique key is what makes writes exactly-once), so changed or new
 constraints there are breaking. Indexes never change results: new, removed or changed indexes are not
 breaking, though a removed keyset index makes every poll scan the whole table (the report says so).
+On a source table, the primary key, unique constraints and unique indexes whose columns are all watermark
+columns make the flow's keyset unique (keyset.py): a change that takes away the last of them is breaking,
+because the keyset reads would then skip rows that share the watermark values of the last row staged.
 """
 
 from __future__ import annotations
 
-from agent.drift.compare.base import TablePair, column_list
+from agent.drift.compare.base import Judge, TablePair, column_list
 from agent.drift.diff import Diff
+from agent.drift.keyset import Guarantee, rows_with_the_same
 from agent.drift.model import ForeignKeySnapshot, IndexSnapshot, KeySnapshot
 from agent.drift.watch import TableUse
 
@@ -31,7 +35,8 @@ def _primary_key(pair: TablePair) -> list[Diff]:
         if use.reads_only:
             return True, "the flow identifies source rows by key; the key it was reviewed against changed"
         return True, "the agent's writes rely on this table's primary key"
-    return [pair.diff("primary_key_changed", judge, expected=_key_text(before), actual=_key_text(after))]
+    keyset = _keyset_or(pair, _guarantee("primary key", before), _guarantee("primary key", after), judge)
+    return [pair.diff("primary_key_changed", keyset, expected=_key_text(before), actual=_key_text(after))]
 
 
 def _unique(pair: TablePair) -> list[Diff]:
@@ -43,7 +48,9 @@ def _unique(pair: TablePair) -> list[Diff]:
         if old == new:
             continue
         kind = "unique_added" if old is None else "unique_dropped" if new is None else "unique_changed"
-        diffs.append(pair.diff(kind, _constraint_on_writes("unique constraint"), constraint=name,
+        judge = _keyset_or(pair, _guarantee("unique constraint", old), _guarantee("unique constraint", new),
+                           _constraint_on_writes("unique constraint"))
+        diffs.append(pair.diff(kind, judge, constraint=name,
                                expected=_key_text(old), actual=_key_text(new)))
     return diffs
 
@@ -57,7 +64,8 @@ def _indexes(pair: TablePair) -> list[Diff]:
         if old == new:
             continue
         kind = "index_added" if old is None else "index_dropped" if new is None else "index_changed"
-        diffs.append(pair.diff(kind, _index(old, new), constraint=name, expected=_index_text(old), actual=_index_text(new)))
+        judge = _keyset_or(pair, _unique_index(old), _unique_index(new), _index(old, new))
+        diffs.append(pair.diff(kind, judge, constraint=name, expected=_index_text(old), actual=_index_text(new)))
     return diffs
 
 
@@ -81,6 +89,35 @@ def _constraint_on_writes(what: str):
             return False, f"the flow only reads this table; a {what} does not change what it reads"
         return True, f"the agent writes this table: a {what} decides which rows it accepts (exactly-once relies on it)"
     return judge
+
+
+def _keyset_or(pair: TablePair, old: Guarantee | None, new: Guarantee | None, otherwise: Judge) -> Judge:
+    """`otherwise`, unless the change takes away a key that made a flow's keyset unique: breaking when it was the
+    last one (rows sharing watermark values would be skipped), not breaking when another one is left."""
+    def judge(use: TableUse) -> tuple[bool, str]:
+        if not use.relies_on(old) or use.relies_on(new):
+            return otherwise(use)
+        assert old is not None and pair.actual is not None, "relies_on() is False without a key; no diff without a table"
+        keyset = column_list(use.watermark)
+        remaining = use.keyset_guarantees(pair.actual)
+        if not remaining:
+            return True, (f"the flow's keyset {keyset} relied on {old.describe()}: without it "
+                          f"{rows_with_the_same(use.watermark)} can be skipped at batch boundaries; restore it, or "
+                          "end the flow's watermark with a column that is unique per row before accepting the snapshot")
+        breaking, reason = otherwise(use)
+        if breaking:
+            return breaking, reason
+        left = " and ".join(key.describe() for key in remaining)
+        return False, f"the flow's keyset {keyset} relied on {old.describe()}, but {left} still makes it unique"
+    return judge
+
+
+def _guarantee(kind: str, key: KeySnapshot | None) -> Guarantee | None:
+    return None if key is None else Guarantee(kind, key.name, key.columns)
+
+
+def _unique_index(index: IndexSnapshot | None) -> Guarantee | None:
+    return None if index is None or not index.unique else Guarantee("unique index", index.name, index.columns)
 
 
 def _not_breaking(reason: str):
