@@ -19,9 +19,9 @@ from agent import source_query, watermark
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
-from agent.drift.catalog import CatalogQuery
-from agent.drift.keyset import missing_guarantee_warning
-from agent.drift.watch import WatchedTable
+from agent.catalog.query import CatalogQuery
+from agent.catalog.keyset import missing_guarantee_warning
+from agent.catalog.query import WatchedTable
 from agent.errors import AgentError, SchemaMismatch
 from agent.mapping import RowMapper
 from agent.read import (

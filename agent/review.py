@@ -144,7 +144,7 @@ def startup_statements(config: LoadedConfig, only: str | None = None) -> list[St
 
 def _drift_statements(config: LoadedConfig, system: str, dialect: Dialect, only: str | None) -> list[Statement]:
     """The drift gate's catalog queries (agent/drift): the same CatalogQuery the gate builds."""
-    from agent.drift.catalog import CatalogQuery
+    from agent.catalog.query import CatalogQuery
     from agent.drift.watch import watched_tables
 
     tables = watched_tables(config, system, only)

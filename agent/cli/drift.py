@@ -21,7 +21,7 @@ from agent.drift import live_schema, require_every_table, snapshot_systems
 from agent.drift import snapshot as snapshot_files
 from agent.drift.compare import compare_system
 from agent.drift.gate import DriftGate, drift_report
-from agent.drift.model import SystemSnapshot
+from agent.catalog.model import SystemSnapshot
 from agent.drift.render import as_dict, text, to_json
 from agent.drift.watch import uses_by_system
 from agent.errors import ConfigError, SnapshotError

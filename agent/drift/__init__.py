@@ -15,8 +15,8 @@ from pathlib import Path
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.drift import snapshot as snapshot_files
-from agent.drift.catalog import CatalogQuery, engine_for, server_version
-from agent.drift.model import SystemSnapshot
+from agent.catalog.query import CatalogQuery, engine_for, server_version
+from agent.catalog.model import SystemSnapshot
 from agent.drift.watch import systems_of, uses_by_system, watched_tables
 from agent.errors import ConfigError, SnapshotError
 

@@ -21,11 +21,11 @@ from agent import connect
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.drift import snapshot as snapshot_files
-from agent.drift.catalog import CatalogQuery, Row
+from agent.catalog.query import CatalogQuery, Row
 from agent.drift.compare import compare_system
 from agent.drift.diff import Diff
 from agent.drift.incidents import IncidentLog, fingerprint
-from agent.drift.model import SystemSnapshot
+from agent.catalog.model import SystemSnapshot
 from agent.drift.policy import decide, decision_for
 from agent.drift.render import DriftReport
 from agent.drift.watch import TableUse, systems_of, uses_by_system, watched_tables

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from agent.config import LoadedConfig
-from agent.drift.model import (
+from agent.catalog.model import (
     FORMAT_VERSION,
     ColumnSnapshot,
     ForeignKeySnapshot,

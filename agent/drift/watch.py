@@ -12,22 +12,12 @@ from typing import Literal
 
 from agent.config import FlowConfig, LoadedConfig
 from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TABLES, STAGING_UNIQUE_KEY
-from agent.drift.keyset import Guarantee, keyset_guarantees, makes_unique
-from agent.drift.model import TableSnapshot
+from agent.catalog.query import WatchedTable
+from agent.catalog.keyset import Guarantee, keyset_guarantees, makes_unique
+from agent.catalog.model import TableSnapshot
 from agent.read import needed_source_columns
 
 Role = Literal["source table", "staging table", "control table"]
-
-
-@dataclass(frozen=True)
-class WatchedTable:
-    system: str
-    schema: str | None
-    table: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import sqlglot
 from agent import dialects
 from agent.dialects import templates
 from agent.drift import snapshot as snapshot_files
-from agent.drift.catalog import FIELDS, CatalogQuery
+from agent.catalog.query import FIELDS, CatalogQuery
 from agent.drift.compare import compare_system
-from agent.drift.model import (
+from agent.catalog.model import (
     ColumnSnapshot,
     ForeignKeySnapshot,
     IndexSnapshot,
@@ -24,7 +24,8 @@ from agent.drift.model import (
     SystemSnapshot,
     TableSnapshot,
 )
-from agent.drift.watch import TableUse, WatchedTable
+from agent.catalog.query import WatchedTable
+from agent.drift.watch import TableUse
 from agent.types import ColumnType
 
 INT = ColumnType("integer", precision=32)

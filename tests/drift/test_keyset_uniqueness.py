@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.drift.compare import compare_system
-from agent.drift.model import ColumnSnapshot, IndexSnapshot, KeySnapshot, SystemSnapshot, TableSnapshot
+from agent.catalog.model import ColumnSnapshot, IndexSnapshot, KeySnapshot, SystemSnapshot, TableSnapshot
 from agent.drift.watch import TableUse
 from agent.types import ColumnType
 from drift_support import Plant, sqlite_rebuild

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from agent.drift.compare import columns, keys, tables, types
 from agent.drift.compare.base import TablePair
 from agent.drift.diff import KINDS, Diff
-from agent.drift.model import SystemSnapshot, TableSnapshot
+from agent.catalog.model import SystemSnapshot, TableSnapshot
 from agent.drift.watch import TableUse
 
 COMPARISONS: tuple[Callable[[TablePair], list[Diff]], ...] = (tables.compare, columns.compare, types.compare, keys.compare)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.drift.diff import Diff, Impact
-from agent.drift.model import ColumnSnapshot, TableSnapshot
+from agent.catalog.model import ColumnSnapshot, TableSnapshot
 from agent.drift.watch import TableUse
 
 # A judge says, for one flow's use of the table, whether a diff breaks the flow and why.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from agent.drift.compare.base import TablePair, describe_column, if_used
 from agent.drift.compare.types import same_type
 from agent.drift.diff import Diff
-from agent.drift.model import ColumnSnapshot
+from agent.catalog.model import ColumnSnapshot
 from agent.drift.watch import TableUse
 
 

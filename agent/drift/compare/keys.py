@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from agent.drift.compare.base import Judge, TablePair, column_list
 from agent.drift.diff import Diff
-from agent.drift.keyset import Guarantee, rows_with_the_same
-from agent.drift.model import ForeignKeySnapshot, IndexSnapshot, KeySnapshot
+from agent.catalog.keyset import Guarantee, rows_with_the_same
+from agent.catalog.model import ForeignKeySnapshot, IndexSnapshot, KeySnapshot
 from agent.drift.watch import TableUse
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.drift.compare.base import TablePair, if_used
 from agent.drift.diff import Diff
-from agent.drift.model import ColumnSnapshot
+from agent.catalog.model import ColumnSnapshot
 
 
 def same_type(before: ColumnSnapshot, after: ColumnSnapshot) -> bool:

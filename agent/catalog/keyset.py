@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.drift.model import TableSnapshot
+from agent.catalog.model import TableSnapshot
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The live schema of a system's watched tables, read with ONE catalog query (`sql/<dialect>/catalog.sql`).
+"""The one live-schema reader: tables described with ONE catalog query per system (`sql/<dialect>/catalog.sql`).
 
 The query returns one row per column and per key/index/foreign-key column of every watched table; this
 module turns those rows into `TableSnapshot` values, with types normalized by the dialect. The gate runs
@@ -18,8 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
-from agent.drift.model import ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, KeySnapshot, TableSnapshot
-from agent.drift.watch import WatchedTable
+from agent.catalog.model import ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, KeySnapshot, TableSnapshot
 
 Row = tuple[Any, ...]
 # Column order of every dialect's catalog.sql.
@@ -28,6 +27,19 @@ FIELDS = (
     "numeric_precision", "numeric_scale", "datetime_precision", "nullable", "default_value", "is_identity",
     "is_computed", "collation_name", "is_unique", "ref_schema", "ref_table", "ref_column",
 )
+
+
+@dataclass(frozen=True)
+class WatchedTable:
+    """A table the catalog query describes: `schema.table` on one system (schema None: the default one)."""
+
+    system: str
+    schema: str | None
+    table: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
 @dataclass(frozen=True)
