@@ -2,6 +2,10 @@
 
 Each staging column gets one converter, built once per flow from its mapping and its staging type.
 A converter either returns the value to write or raises `Rejected` with the reason.
+
+The staging type is the live staging column's (what the database accepts). When the mapping gives the
+column another type (its `type:`, or the source column's type, which a vendor update may have changed),
+a value is converted to that type first, then to the live one: it must satisfy both.
 """
 
 from __future__ import annotations
@@ -58,18 +62,24 @@ class RowMapper:
     def __init__(
         self, flow_name: str, flow: FlowConfig, source_columns: Sequence[str], staging_types: dict[str, ColumnType],
         trusted_source_types: dict[str, ColumnType] | None = None,
+        configured_types: dict[str, ColumnType] | None = None, source_types: dict[str, ColumnType | None] | None = None,
     ):
-        """`trusted_source_types`: the source columns' declared types, given only where the database enforces
-        them; a value whose type always fits its staging column is then copied without checks."""
+        """`staging_types`: the live staging columns' types. `trusted_source_types`: the source columns' declared
+        types, given only where the database enforces them; a value whose type always fits its staging column is
+        then copied without checks. `configured_types`: the types the mapping gives the staging columns, where
+        they differ from the live ones. `source_types`: the source columns' declared types, for reasons."""
         self.flow_name = flow_name
         self.flow = flow
         self.source_columns = list(source_columns)
         self.key_positions = [self.source_columns.index(c) for c in flow.key]
         self.watermark_positions = [self.source_columns.index(c) for c in flow.watermark]
         self.staging_columns = list(flow.columns)
-        trusted = trusted_source_types or {}
+        trusted, configured, declared = trusted_source_types or {}, configured_types or {}, source_types or {}
         self.converters = [
-            _column_converter(name, mapping, staging_types[name], self.source_columns, trusted.get(mapping.source or ""))
+            _column_converter(
+                name, mapping, staging_types[name], self.source_columns, trusted.get(mapping.source or ""),
+                configured.get(name), declared.get(mapping.source or ""),
+            )
             for name, mapping in flow.columns.items()
         ]
 
@@ -112,8 +122,12 @@ def _check_control_lengths(source_key: str, source_version: str) -> None:
 
 def _column_converter(
     name: str, mapping: ColumnMapping, target: ColumnType, source_columns: list[str], source_type: ColumnType | None,
+    configured: ColumnType | None = None, declared_source: ColumnType | None = None,
 ) -> Callable[[tuple[Any, ...]], Any]:
     to_target = _type_converter(target)
+    if configured is not None and configured != target:
+        to_configured = _type_converter(configured)
+        to_target = lambda value, _last=to_target: _last(to_configured(value))  # noqa: E731
     if mapping.source is None:
         constant = to_target(mapping.const)
         return lambda row: constant
@@ -122,6 +136,7 @@ def _column_converter(
         return operator.itemgetter(position)
     source = mapping.source
     code_map = mapping.map
+    where = _where_text(source, declared_source, target)
 
     def convert(row: tuple[Any, ...]) -> Any:
         value = row[position]
@@ -144,9 +159,16 @@ def _column_converter(
         try:
             return to_target(value)
         except Rejected as reason:
-            raise Rejected(f"{name}: {reason} (source column {source}, value {_show(value)})") from None
+            raise Rejected(f"{name}: {reason} ({where}value {_show(value)})") from None
 
     return convert
+
+
+def _where_text(source: str, source_type: ColumnType | None, target: ColumnType) -> str:
+    """Where a rejected value came from; both types when a type change crosses families (decimal into int)."""
+    if source_type is not None and source_type.family != target.family:
+        return f"source column {source} is {source_type.describe()}, the staging column {target.describe()}; "
+    return f"source column {source}, "
 
 
 def _plain_copy(mapping: ColumnMapping) -> bool:
@@ -164,13 +186,20 @@ def always_fits(source: ColumnType, target: ColumnType) -> bool:
     if family == "text":
         return target.length is None or (source.length is not None and source.length <= target.length)
     if family == "decimal":
-        if None in (source.precision, target.precision):
+        if target.precision is None:  # unbounded: holds every decimal
+            return True
+        if source.precision is None:
             return False
         source_scale, target_scale = source.scale or 0, target.scale or 0
         return source_scale <= target_scale and source.precision - source_scale <= target.precision - target_scale
     if family == "timestamp":
-        return source.timezone == target.timezone
+        return source.timezone == target.timezone and _fraction_digits(source) <= _fraction_digits(target)
     return family in ("date", "boolean", "float")
+
+
+def _fraction_digits(column_type: ColumnType) -> int:
+    """Fractional-second digits a timestamp keeps (microseconds when the type does not say)."""
+    return 6 if column_type.precision is None else min(column_type.precision, 6)
 
 
 def _show(value: Any) -> str:
@@ -187,7 +216,7 @@ def _type_converter(target: ColumnType) -> Callable[[Any], Any]:
     if family == "text":
         return _text(target)
     if family == "timestamp":
-        return _timestamp
+        return _timestamp(target)
     if family == "date":
         return _date
     if family == "boolean":
@@ -221,9 +250,9 @@ def _integer(target: ColumnType) -> Callable[[Any], int]:
 
 
 def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
-    precision, scale = target.precision or 38, target.scale or 0
+    precision, scale = target.precision, target.scale or 0
     quantum = Decimal(1).scaleb(-scale)
-    limit = Decimal(10) ** (precision - scale)
+    limit = Decimal(10) ** ((precision or 0) - scale)
 
     def convert(value: Any) -> Decimal:
         try:
@@ -232,6 +261,8 @@ def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
             raise Rejected("not a number") from None
         if not number.is_finite():
             raise Rejected("not a finite number")
+        if precision is None:  # unbounded (PostgreSQL `numeric`): every finite value, exactly
+            return number
         rounded = number.quantize(quantum) if number.as_tuple().exponent < -scale else number
         if rounded != number:
             raise Rejected(f"has more than {scale} decimal places ({target.describe()})")
@@ -254,7 +285,20 @@ def _text(target: ColumnType) -> Callable[[Any], str]:
     return convert
 
 
-def _timestamp(value: Any) -> dt.datetime:
+def _timestamp(target: ColumnType) -> Callable[[Any], dt.datetime]:
+    # A finer fraction than the column keeps would be rounded by the database: a changed value, so refuse it.
+    step = 10 ** (6 - _fraction_digits(target))
+
+    def convert(value: Any) -> dt.datetime:
+        moment = _as_datetime(value)
+        if moment.microsecond % step:
+            raise Rejected(f"has a finer fraction of a second than the staging column keeps ({target.describe()})")
+        return moment
+
+    return convert
+
+
+def _as_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):

@@ -29,8 +29,10 @@ from agent.read import (
     overlap_start, source_sql_for,
 )
 from agent.report import FAILED, HALTED, BatchReport, FlowReport, record_failure, utc_now
-from agent.staging import StagingTable, check_staging_columns, staging_table_for
 from agent.contract import ControlTables
+from agent.staging import (
+    StagingTable, check_staging_columns, staging_table_for, unbounded_decimal_problems, with_live_types,
+)
 from agent.watermark import Watermark
 from agent.write import write_batch
 
@@ -68,9 +70,12 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
         raise SchemaMismatch("\n".join(problems))
     staging = staging_table_for(config, name, flow, source)
     live_staging = describe_source_table(target_engine, staging.schema, staging.name)
-    problems = check_staging_columns(staging, live_staging, flow.target)
+    problems = unbounded_decimal_problems(config, target_dialect, [staging])
+    problems += check_staging_columns(staging, live_staging, flow.target)
     if problems:
         raise SchemaMismatch("\n".join(problems))
+    # Values are validated against the live staging columns; the mapping's own types are checked first.
+    live = with_live_types(staging, live_staging, target_dialect)
     reader = BatchReader(source_engine, source_dialect, flow, source, source_sql_for(source_dialect, flow))
     problems = reader.check_query(name, flow.source)
     if problems:
@@ -79,8 +84,11 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     return FlowContext(
         name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
         source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
-        mapper=RowMapper(name, flow, reader.columns, staging.types(), _trusted_types(source_dialect, source)),
-        staging=staging,
+        mapper=RowMapper(
+            name, flow, reader.columns, live.types(), _trusted_types(source_dialect, source),
+            configured_types=staging.types(), source_types={n: c.column_type for n, c in source.items()},
+        ),
+        staging=live,
         control=ControlTables.in_schema(target_dialect, staging.schema),
     )
 
@@ -222,6 +230,7 @@ def staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> li
         problems += found
         if not found:
             tables.append(staging_table_for(config, name, flow, source))
+    problems += unbounded_decimal_problems(config, systems.dialect(system), tables)
     if problems:
         raise SchemaMismatch("\n".join(problems))
     return tables

@@ -20,7 +20,7 @@ from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
 from agent.mapping import staging_type
 from agent.read import read_sql, source_sql_for
-from agent.staging import StagingColumn, StagingTable, ddl_statements
+from agent.staging import StagingColumn, StagingTable, ddl_statements, unbounded_decimal_problems
 from agent.types import ColumnType
 from agent.contract import ControlTables
 from agent.write import batch_context
@@ -300,4 +300,8 @@ def _snapshot_types(config: LoadedConfig, flow: FlowConfig) -> tuple[dict[str, C
 
 def ddl_for_dialect(config: LoadedConfig, system: str, dialect_name: str) -> list[str]:
     schema = config.model.systems[system].staging_schema or ""
-    return ddl_statements(dialects.for_name(dialect_name), schema, offline_staging_tables(config, system))
+    dialect, tables = dialects.for_name(dialect_name), offline_staging_tables(config, system)
+    problems = unbounded_decimal_problems(config, dialect, tables)
+    if problems:
+        raise SchemaMismatch("\n".join(problems))
+    return ddl_statements(dialect, schema, tables)

@@ -6,7 +6,7 @@ The DDL is rendered from `sql/<dialect>/ddl_*.sql`; the running agent never issu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -55,6 +55,36 @@ def staging_table_for(config: LoadedConfig, flow_name: str, flow: FlowConfig, so
         source_type = source[mapping.source].column_type if mapping.source else None
         columns.append(StagingColumn(name, staging_type(mapping, source_type), nullable=not mapping.required))
     return StagingTable(flow_name, schema, flow.staging_table_name, tuple(columns))
+
+
+def with_live_types(table: StagingTable, live: dict[str, SourceColumn], dialect: Dialect) -> StagingTable:
+    """The staging table typed as the database has it: what a DBA created is what can be written."""
+    columns = tuple(
+        replace(c, column_type=dialect.stored_type(live[c.name].column_type)) if live[c.name].column_type else c
+        for c in table.columns
+    )
+    return replace(table, columns=columns)
+
+
+def unbounded_decimal_problems(config: LoadedConfig, dialect: Dialect, tables: list[StagingTable]) -> list[str]:
+    """Staging columns typed as an unbounded decimal in a database without an exact type for one, for a person."""
+    if dialect.holds_unbounded_decimal:
+        return []
+    problems = []
+    for table in tables:
+        flow = config.model.flows[table.flow]
+        for column in table.columns:
+            if column.column_type.family != "decimal" or column.column_type.precision is not None:
+                continue
+            mapping = flow.columns[column.name]
+            origin = f"its `type: {mapping.type}` gives" if mapping.type else "its source column gives"
+            problems.append(
+                f"{config.where('flows', table.flow, 'columns', column.name)}: flow {table.flow}: staging column "
+                f"{column.name!r} (source column {mapping.source!r}) is a decimal without precision ({origin} none), "
+                f"and {dialect.name} has no exact type that holds every such value; give the column a "
+                f"`type: decimal(P,S)` that fits the source's values"
+            )
+    return problems
 
 
 def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) -> list[str]:

@@ -70,8 +70,9 @@ def parse_type(text: str) -> ColumnType:
     if name in _INTEGER_BITS:
         return ColumnType("integer", precision=_INTEGER_BITS[name])
     if name in _DECIMAL_NAMES:
-        precision = int(first) if first else 38
-        return ColumnType("decimal", precision=precision, scale=int(second) if second else 0)
+        if not first:  # `numeric` without precision: unbounded, as PostgreSQL and SQLite mean it
+            return ColumnType("decimal")
+        return ColumnType("decimal", precision=int(first), scale=int(second) if second else 0)
     if name in _FLOAT_NAMES:
         return ColumnType("float")
     if name in _TEXT_NAMES:
@@ -117,7 +118,8 @@ def from_sqlalchemy(sa_type: sa.types.TypeEngine) -> ColumnType:
             return ColumnType("decimal", precision=10, scale=4)
         return ColumnType("decimal", precision=sa_type.precision, scale=sa_type.scale)
     if isinstance(sa_type, sa.DateTime):
-        precision = getattr(sa_type, "precision", None) or getattr(sa_type, "fsp", None)
+        precision = getattr(sa_type, "precision", None)
+        precision = getattr(sa_type, "fsp", None) if precision is None else precision  # 0 is a precision too
         return ColumnType("timestamp", precision=precision, timezone=bool(getattr(sa_type, "timezone", False)))
     if isinstance(sa_type, sa.Date):
         return ColumnType("date")

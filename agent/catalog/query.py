@@ -95,7 +95,10 @@ def engine_for(config: LoadedConfig, systems: Systems, system: str) -> Engine:
 
 def _table(dialect: Dialect, name: str, kinds: dict[str, list[Row]]) -> TableSnapshot:
     ordered = sorted(kinds["column"], key=lambda r: int(r[3]))
-    columns = tuple(_column(dialect, position, row) for position, row in enumerate(ordered, start=1))
+    labels = _enum_labels(kinds.get("enum_label", []))
+    columns = tuple(
+        _column(dialect, position, row, labels.get(str(row[4]), ())) for position, row in enumerate(ordered, start=1)
+    )
     keys = _grouped(kinds.get("primary_key", []))
     primary_key = next((KeySnapshot(n or None, tuple(c for c, _ in cols)) for n, cols in keys.items()), None)
     unique = tuple(KeySnapshot(n, tuple(c for c, _ in cols)) for n, cols in _grouped(kinds.get("unique", [])).items())
@@ -112,7 +115,15 @@ def _table(dialect: Dialect, name: str, kinds: dict[str, list[Row]]) -> TableSna
     return TableSnapshot(name, columns, primary_key, unique, indexes, foreign_keys)
 
 
-def _column(dialect: Dialect, position: int, row: Row) -> ColumnSnapshot:
+def _enum_labels(rows: list[Row]) -> dict[str, tuple[str, ...]]:
+    """column -> its enum's labels in label order, from the rows of kind 'enum_label' (the label is native_type)."""
+    labels: dict[str, list[str]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: int(r[3])):
+        labels[str(row[4])].append(str(row[6]))
+    return {column: tuple(found) for column, found in labels.items()}
+
+
+def _column(dialect: Dialect, position: int, row: Row, labels: tuple[str, ...] = ()) -> ColumnSnapshot:
     (_, _, _, _, name, data_type, native, length, precision, scale, dt_precision, nullable, default,
      identity, computed, collation, *_rest) = row
     return ColumnSnapshot(
@@ -125,6 +136,7 @@ def _column(dialect: Dialect, position: int, row: Row) -> ColumnSnapshot:
         identity=bool(int(identity)),
         computed=bool(int(computed)),
         collation=None if collation is None else str(collation),
+        labels=labels or dialect.enum_labels(data_type, str(native)),
     )
 
 

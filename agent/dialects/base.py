@@ -57,6 +57,9 @@ class Dialect:
     type_families: ClassVar[dict[str, str]] = {}
     integer_bits: ClassVar[dict[str, int]] = {}
     zoned_types: ClassVar[frozenset[str]] = frozenset()
+    # An exact column type holds every value of an unbounded decimal (PostgreSQL `numeric`). Elsewhere (MySQL at
+    # most decimal(65,30), SQL Server decimal(38,s)) a staging column taking one needs a `type: decimal(P,S)`.
+    holds_unbounded_decimal: ClassVar[bool] = False
 
     def __init__(self, sa_dialect: sa.engine.Dialect | None = None):
         if sa_dialect is None:
@@ -72,6 +75,10 @@ class Dialect:
 
     def render_type(self, column_type: ColumnType) -> str:
         raise NotImplementedError
+
+    def stored_type(self, declared: ColumnType) -> ColumnType:
+        """What a live staging column of the reflected type `declared` accepts (the mapping validates against it)."""
+        return declared
 
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
@@ -89,6 +96,10 @@ class Dialect:
         if family in ("timestamp", "time"):
             return ColumnType(family, precision=_int(datetime_precision), timezone=name in self.zoned_types)
         return ColumnType(family)
+
+    def enum_labels(self, data_type: str | None, native: str) -> tuple[str, ...]:
+        """An enum column's labels, where its type text as the catalog reports it lists them (MySQL)."""
+        return ()
 
     def catalog_default(self, text: str | None) -> str | None:
         """A column default as the catalog reports it; None when the column has none."""

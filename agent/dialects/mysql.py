@@ -5,10 +5,14 @@ A schema is a database here. Sources run `SET SESSION TRANSACTION READ ONLY`; ta
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
+
+
+_ENUM_LABEL = re.compile(r"'((?:[^']|'')*)'")
 
 
 class MySQLDialect(Dialect):
@@ -36,6 +40,12 @@ class MySQLDialect(Dialect):
     def login(self, name: str, host: str) -> str:
         # Account names as string literals: the identifier quoting of pyformat drivers doubles `%` (host `%`).
         return f"{self.literal(name)}@{self.literal(host)}"
+
+    def enum_labels(self, data_type: str | None, native: str) -> tuple[str, ...]:
+        # COLUMN_TYPE spells them: enum('open','it''s done')
+        if (data_type or "").lower() != "enum":
+            return ()
+        return tuple(label.replace("''", "'") for label in _ENUM_LABEL.findall(native))
 
     def catalog_default(self, text: str | None) -> str | None:
         # MariaDB reports a nullable column without a default as the text NULL.

@@ -27,13 +27,16 @@ class PostgreSQLDialect(Dialect):
     }
     integer_bits = {"int2": 16, "int4": 32, "int8": 64}
     zoned_types = frozenset(("timestamptz", "timetz"))
+    holds_unbounded_decimal = True
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family
         if family == "integer":
             return {8: "smallint", 16: "smallint", 64: "bigint"}.get(column_type.precision or 32, "integer")
         if family == "decimal":
-            return f"numeric({column_type.precision or 38},{column_type.scale or 0})"
+            if column_type.precision is None:
+                return "numeric"
+            return f"numeric({column_type.precision},{column_type.scale or 0})"
         if family == "float":
             return "double precision"
         if family == "text":
@@ -56,6 +59,12 @@ class PostgreSQLDialect(Dialect):
     ) -> None:
         statement = self.load_batch_sql(batch_table, columns)
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+        driver_error = conn.dialect.loaded_dbapi.Error
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except driver_error as exc:
+            # COPY runs on the driver's own cursor, outside SQLAlchemy, which wraps every other statement's errors:
+            # wrap this one too, so that the run records a flow failure instead of ending in a traceback.
+            raise sa.exc.DBAPIError.instance(statement, None, exc, driver_error) from exc

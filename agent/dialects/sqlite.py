@@ -26,6 +26,8 @@ class SQLiteDialect(Dialect):
     case_insensitive_columns = True
     has_logins = False
     sqlglot_name = "sqlite"
+    # As TEXT (below): SQLite's NUMERIC affinity would keep only 15 significant digits.
+    holds_unbounded_decimal = True
 
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
@@ -51,7 +53,9 @@ class SQLiteDialect(Dialect):
         if family == "integer":
             return "INTEGER"
         if family == "decimal":
-            return f"DECIMAL({column_type.precision or 38},{column_type.scale or 0})"
+            if column_type.precision is None:
+                return "TEXT"  # exact: the canonical decimal text, every digit (NUMERIC would round to a REAL)
+            return f"DECIMAL({column_type.precision},{column_type.scale or 0})"
         if family == "float":
             return "REAL"
         if family == "text":
@@ -61,6 +65,12 @@ class SQLiteDialect(Dialect):
         if family == "binary":
             return "BLOB"
         return {"date": "DATE", "time": "TIME", "boolean": "BOOLEAN"}[family]
+
+    def stored_type(self, declared: ColumnType) -> ColumnType:
+        # Every integer column holds 64 bits in SQLite, whatever its declared name (`sql ddl` writes INTEGER).
+        if declared.family == "integer":
+            return ColumnType("integer", precision=64)
+        return declared
 
     def resolve_url(self, url: URL, folder: Path) -> URL:
         if url.database and url.database != ":memory:" and not Path(url.database).is_absolute():

@@ -13,7 +13,7 @@ from typing import Any
 KINDS = (
     "table_missing",
     "column_renamed", "column_dropped", "column_added",
-    "type_changed", "length_changed", "precision_changed",
+    "type_changed", "length_changed", "precision_changed", "enum_labels_changed",
     "nullable_changed", "default_changed", "identity_changed", "computed_changed", "collation_changed",
     "columns_reordered",
     "primary_key_changed", "unique_added", "unique_dropped", "unique_changed",
@@ -30,6 +30,7 @@ TITLES = {
     "type_changed": "data type changed",
     "length_changed": "maximum length changed",
     "precision_changed": "precision or scale changed",
+    "enum_labels_changed": "enum labels changed",
     "nullable_changed": "NULL rule changed",
     "default_changed": "default value changed",
     "identity_changed": "identity (generated values) changed",

@@ -114,7 +114,7 @@ def _table_data(table: TableSnapshot) -> dict[str, Any]:
 
 
 def _column_data(column: ColumnSnapshot) -> dict[str, Any]:
-    return {
+    data = {
         "name": column.name,
         "position": column.position,
         "type": _Inline({k: v for k, v in column.type.as_dict().items() if v is not None and v is not False}),
@@ -125,6 +125,9 @@ def _column_data(column: ColumnSnapshot) -> dict[str, Any]:
         "computed": column.computed,
         "collation": column.collation,
     }
+    if column.labels:  # only enums: snapshots of other columns keep their bytes
+        data["labels"] = _InlineList(column.labels)
+    return data
 
 
 def _key_data(key: KeySnapshot) -> dict[str, Any]:
@@ -174,7 +177,7 @@ def _table(name: str, data: dict[str, Any]) -> TableSnapshot:
             ColumnSnapshot(
                 name=c["name"], position=int(c["position"]), type=ColumnType(**c["type"]), native=c["native"],
                 nullable=bool(c["nullable"]), default=c["default"], identity=bool(c["identity"]),
-                computed=bool(c["computed"]), collation=c["collation"],
+                computed=bool(c["computed"]), collation=c["collation"], labels=tuple(c.get("labels", ())),
             )
             for c in data["columns"]
         ),

@@ -33,6 +33,9 @@ class TableUse:
     may_write_null: frozenset[str] = frozenset()  # write: columns the agent may leave NULL
     ordered_by: frozenset[str] = frozenset()  # watermark and key columns: compared and ordered in the database
     watermark: tuple[str, ...] = ()  # read: the keyset order
+    # read: (column, length) where the configuration sizes the column's staging column (`type:`; None: unbounded
+    # or a code map); other columns' staging columns were sized from the source column when it was reviewed.
+    staging_lengths: tuple[tuple[str, int | None], ...] = ()
 
     @property
     def reads_only(self) -> bool:
@@ -48,6 +51,10 @@ class TableUse:
 
     def uses(self, column: str) -> bool:
         return self.columns is None or column in self.columns
+
+    def staging_length(self, column: str, reviewed: int | None) -> int | None:
+        """Characters the staging column of a source column holds (`reviewed`: the source's reviewed length)."""
+        return dict(self.staging_lengths).get(column, reviewed)
 
     def verb(self, column: str | None = None) -> str:
         if self.role == "source table":
@@ -85,7 +92,7 @@ def _flow_uses(config: LoadedConfig, name: str, flow: FlowConfig) -> list[tuple[
     read_columns = frozenset(needed_source_columns(flow))
     required = frozenset(m.source for m in flow.columns.values() if m.source and m.required)
     read = TableUse(name, flow.on_drift, "source table", read_columns, needs_value=ordered_by | required,
-                    ordered_by=ordered_by, watermark=tuple(flow.watermark))
+                    ordered_by=ordered_by, watermark=tuple(flow.watermark), staging_lengths=_staging_lengths(flow))
     uses = [(table, read) for table in _source_tables(config, name, flow)]
     schema = config.model.systems[flow.target].staging_schema
     mapped = frozenset(flow.columns)
@@ -99,6 +106,17 @@ def _flow_uses(config: LoadedConfig, name: str, flow: FlowConfig) -> list[tuple[
     control = TableUse(name, flow.on_drift, "control table", None)
     uses += [(WatchedTable(flow.target, schema, table), control) for table in CONTROL_TABLES]
     return uses
+
+
+def _staging_lengths(flow: FlowConfig) -> tuple[tuple[str, int | None], ...]:
+    sized = []
+    for mapping in flow.columns.values():
+        if mapping.source and mapping.map is not None:
+            sized.append((mapping.source, None))  # codes are mapped: a label is never written as it is
+        elif mapping.source and mapping.column_type is not None:
+            text = mapping.column_type.family == "text"
+            sized.append((mapping.source, mapping.column_type.length if text else None))
+    return tuple(sized)
 
 
 def _source_tables(config: LoadedConfig, name: str, flow: FlowConfig) -> list[WatchedTable]:

@@ -1,6 +1,7 @@
 -- The drift gate's view of the watched tables: ONE query per system and run, straight from pg_catalog.
 -- One row per column (kind 'column') and per key, index and foreign-key column
--- (kinds 'primary_key', 'unique', 'index', 'foreign_key'), for every watched table at once.
+-- (kinds 'primary_key', 'unique', 'index', 'foreign_key'), and per label of an enum column (kind 'enum_label':
+-- the label in native_type, its place in label order in position), for every watched table at once.
 -- Read-only; needs no privilege beyond connecting (pg_catalog is readable by every login).
 -- Parameters: :s0, :t0 .. :sN, :tN (schema and table of each watched table; a table without a schema
 -- is looked up in current_schema()).
@@ -53,4 +54,11 @@ JOIN pg_catalog.pg_index i ON i.indrelid = r.relid
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 CROSS JOIN LATERAL generate_series(1, i.indnatts::int) AS k(n)
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint x WHERE x.conindid = i.indexrelid AND x.conrelid = i.indrelid)
+UNION ALL
+SELECT 'enum_label', r.watch_id, NULL, (row_number() OVER (PARTITION BY r.watch_id, a.attnum ORDER BY e.enumsortorder))::int,
+       a.attname::text, NULL, e.enumlabel::text,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM rel r
+JOIN pg_catalog.pg_attribute a ON a.attrelid = r.relid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_enum e ON e.enumtypid = a.atttypid
 ORDER BY 2, 1, 3, 4
