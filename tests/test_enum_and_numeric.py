@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.drift import snapshot
-from agent.drift.model import ColumnSnapshot, KeySnapshot, SystemSnapshot, TableSnapshot
+from agent.catalog.model import ColumnSnapshot, KeySnapshot, SystemSnapshot, TableSnapshot
 from agent.types import ColumnType
 from helpers import Pair, cli, make_pair, prepare_erp, staging_rows, table_name, write_config
 
