@@ -16,9 +16,11 @@ from sqlalchemy.engine import Engine
 
 from agent import dialects, source_query
 from agent.config import FlowConfig
+from agent.catalog.model import ColumnSnapshot
+from agent.catalog.query import describe_table
 from agent.dialects import Dialect
 from agent.errors import SchemaMismatch, UnsortedBatch
-from agent.types import ColumnType, from_sqlalchemy, to_sqlalchemy
+from agent.types import ColumnType, to_sqlalchemy
 
 
 @dataclass(frozen=True)
@@ -30,35 +32,20 @@ class SourceColumn:
 
 
 def describe_source_table(engine: Engine, schema: str | None, table: str) -> dict[str, SourceColumn]:
-    """Columns of a source table as the database reports them (once per flow and process)."""
-    dialect = dialects.for_engine(engine)
-    if dialect.describes_with_catalog:
-        return _describe_with_catalog(engine, dialect, schema, table)
-    inspector = sa.inspect(engine)
-    try:
-        reflected = inspector.get_columns(table, schema=schema)
-    except sa.exc.NoSuchTableError:
-        reflected = []
-    return {
-        c["name"]: SourceColumn(c["name"], c["type"], from_sqlalchemy(c["type"]), bool(c.get("nullable", True)))
-        for c in reflected
-    }
+    """Columns of a table as the database reports them (once per flow and process), from the catalog query."""
+    described = describe_table(engine, dialects.for_engine(engine), schema, table)
+    if described is None:
+        return {}
+    return {c.name: _source_column(c) for c in described.columns}
 
 
-def _describe_with_catalog(engine: Engine, dialect: Dialect, schema: str | None, table: str) -> dict[str, SourceColumn]:
-    """From the drift gate's catalog query (`sql/<dialect>/catalog.sql`): information_schema shows a login with
-    column-level grants exactly the columns it may read."""
-    sql = dialect.render("catalog", watched=[{"schema": "s0" if schema else None, "table": "t0"}])
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(sql), {"t0": table, **({"s0": schema} if schema else {})}).all()
-        conn.rollback()
-    found = {}
-    # Row layout of catalog.sql: kind, watch_id, object_name, position, column_name, data_type, native_type,
-    # char_length, numeric_precision, numeric_scale, datetime_precision, nullable, ...
-    for row in sorted((r for r in rows if r[0] == "column"), key=lambda r: int(r[3])):
-        column_type = dialect.catalog_type(row[5], str(row[6]), row[7], row[8], row[9], row[10])
-        found[str(row[4])] = SourceColumn(str(row[4]), to_sqlalchemy(column_type), column_type, bool(int(row[11])))
-    return found
+def _source_column(column: ColumnSnapshot) -> SourceColumn:
+    column_type = column.type
+    if column_type.family == "other":
+        # A type the agent has no family for (an enum, uuid, json, interval): its values are read and staged as
+        # text; an enum's are as long as its longest label.
+        column_type = ColumnType("text", length=max((len(label) for label in column.labels), default=None))
+    return SourceColumn(column.name, to_sqlalchemy(column_type), column_type, column.nullable)
 
 
 def describe_source(engine: Engine, dialect: Dialect, flow: FlowConfig) -> dict[str, SourceColumn]:

@@ -150,3 +150,17 @@ def _grouped(rows: list[Row]) -> dict[str, list[tuple[str, Row]]]:
 
 def _qualified(schema: Any, table: Any) -> str:
     return f"{schema}.{table}" if schema else str(table)
+
+
+def describe_table(engine: Engine, dialect: Dialect, schema: str | None, table: str) -> TableSnapshot | None:
+    """One table as the catalog query shows it to this engine's login (None: it does not exist or is not visible).
+
+    `prepare` uses this for source and staging tables, the drift gate the same query for all watched tables:
+    one reader, so both see the same types. information_schema shows a login with column-level grants exactly
+    the columns it may read (MySQL), where SQLAlchemy's reflection would need table-level rights.
+    """
+    query = CatalogQuery.build("", dialect, [WatchedTable("", schema, table)])
+    with engine.connect() as conn:
+        rows = query.fetch(conn)
+        conn.commit()  # read-only; commit keeps psycopg's prepared statements, a rollback drops them
+    return next(iter(query.tables_from(rows).values()), None)

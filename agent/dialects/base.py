@@ -45,9 +45,6 @@ class Dialect:
     supports_rowversion_watermark: ClassVar[bool] = False
     # The database has logins and GRANT (SQLite has neither: grants.sql only explains the file permissions).
     has_logins: ClassVar[bool] = True
-    # Table definitions come from `sql/<dialect>/catalog.sql` instead of SQLAlchemy's reflection (MySQL,
-    # where reflection needs table-level rights and the agent holds column-level grants).
-    describes_with_catalog: ClassVar[bool] = False
     # A query starting with WITH may stand inside a derived table (not on SQL Server).
     derived_table_allows_with: ClassVar[bool] = True
     # The name sqlglot knows this database by (reading the tables of custom queries).

@@ -21,8 +21,6 @@ class MySQLDialect(Dialect):
     read_only_mechanism = "SET SESSION TRANSACTION READ ONLY"
     default_protected_schemas = ("mysql", "sys", "information_schema", "performance_schema")
     schema_is_database = True
-    # SHOW CREATE TABLE (SQLAlchemy's reflection) needs table-level rights; column-level grants give none.
-    describes_with_catalog = True
     case_insensitive_columns = True
     sqlglot_name = "mysql"
     type_families = {
