@@ -13,6 +13,7 @@ import threading
 from datetime import timedelta
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -40,10 +41,15 @@ def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
 
 class FlowJob:
     """One flow's scheduled poll: drift gate, then run. The flow's tables are looked up again after one of
-    its snapshots was reloaded (an accepted schema change), and when drift kept them from being looked up."""
+    its snapshots was reloaded (an accepted schema change), and when drift kept them from being looked up.
+    `on_batch` is told of each committed batch (the demo's live view)."""
 
-    def __init__(self, config: LoadedConfig, systems: Systems, name: str, gate: pipeline.Gate | None):
+    def __init__(
+        self, config: LoadedConfig, systems: Systems, name: str, gate: pipeline.Gate | None,
+        on_batch: pipeline.BatchListener | None = None,
+    ):
         self.config, self.systems, self.name, self.gate = config, systems, name, gate
+        self.on_batch = on_batch
         self.context: pipeline.FlowContext | None = None
         self.generation: object = None
 
@@ -69,17 +75,21 @@ class FlowJob:
                 message = f"configuration does not match the databases: {exc}"
                 return pipeline.halt_unprepared(self.config, self.systems, self.name, message, FAILED)
         assert self.context is not None
-        return pipeline.run_flow(self.context, self.gate)
+        return pipeline.run_flow(self.context, self.gate, self.on_batch)
 
 
 def build_scheduler(
-    config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None
-) -> BlockingScheduler:
-    """Raises SchemaMismatch when a flow's tables do not match its configuration (and not because of drift)."""
-    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None,
+    on_batch: pipeline.BatchListener | None = None, scheduler_class: type[BaseScheduler] = BlockingScheduler,
+) -> BaseScheduler:
+    """One FlowJob per flow, with id the flow's name, on the flow's trigger. `scheduler_class=BackgroundScheduler`
+    gives the same jobs, triggers and defaults running in the background (the demo drives its view meanwhile).
+
+    Raises SchemaMismatch when a flow's tables do not match its configuration (and not because of drift)."""
+    scheduler = scheduler_class(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
     problems = []
     for name, flow in config.flows(only).items():
-        job = FlowJob(config, systems, name, gate)
+        job = FlowJob(config, systems, name, gate, on_batch)
         try:
             job.prepare()
         except SchemaMismatch as exc:
@@ -92,7 +102,7 @@ def build_scheduler(
     return scheduler
 
 
-def _now(scheduler: BlockingScheduler):
+def _now(scheduler: BaseScheduler):
     import datetime as dt
 
     return dt.datetime.now(scheduler.timezone)

@@ -1,22 +1,27 @@
 """What the demo shows: the live view (a terminal) and plain lines (CI, logs, pipes), from one state.
 
-Nothing here touches a database; `agent.demo.run` fills `FlowStats` and calls these functions.
+Nothing here touches a database; `agent.demo.polls` fills `FlowStats` and the other steps call these functions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from agent.demo.folder import shown
 from agent.demo.shopfloor import Counters, percentile
 
 
@@ -41,13 +46,38 @@ class FlowStats:
     latencies: list[float] = field(default_factory=list)
     outcome: str = "ok"
     message: str = ""
-    next_due: float = 0.0
     last_stg_id: int = 0
     last_quarantine_id: int = 0
 
     @property
     def staged(self) -> int:
         return self.initial_rows + self.live_staged
+
+
+class Printer:
+    """The demo's own lines: numbered steps, indented details, messages; plain text when piped."""
+
+    def __init__(self, console: Console, config_path: Path):
+        self.console = console
+        self.tty = console.is_terminal and not console.is_dumb_terminal
+        self.config_path = config_path  # for the commands shown; the loaded configuration's path once there is one
+
+    def say(self, markup: str) -> None:
+        self.console.print(markup, highlight=False)
+
+    def step(self, n: int, title: str, text: str) -> None:
+        self.console.print()
+        self.say(f"[bold cyan]{n}/5 {title}[/]" + (f"  {escape(text)}" if text else ""))
+
+    def detail(self, text: str) -> None:
+        if self.tty:
+            self.console.print(Padding(Text(text), (0, 0, 0, 4)))
+        else:
+            self.console.print(Text("    " + text), soft_wrap=True)
+
+    def command(self, command: str, *args: str) -> str:
+        """A `mes-erp-agent` command line on the demo's configuration, as the user would type it."""
+        return " ".join(["mes-erp-agent", command, "-c", shlex.quote(shown(self.config_path)), *args])
 
 
 @dataclass
