@@ -71,7 +71,8 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     return FlowContext(
         name=name, flow=flow, source_engine=source_engine, target_engine=target_engine,
         source_dialect=source_dialect, target_dialect=target_dialect, source_columns=source, reader=reader,
-        mapper=RowMapper(name, flow, reader.columns, staging.types(), _trusted_types(source_dialect, source)),
+        mapper=RowMapper(name, flow, reader.columns, staging.types(), _trusted_types(source_dialect, source),
+                         target_dialect.integer_column),
         staging=staging,
         control=ControlTables.in_schema(target_dialect, staging.schema),
     )

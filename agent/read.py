@@ -18,7 +18,7 @@ from agent import dialects, source_query
 from agent.config import FlowConfig
 from agent.dialects import Dialect
 from agent.errors import SchemaMismatch, UnsortedBatch
-from agent.types import ColumnType, from_sqlalchemy, to_sqlalchemy
+from agent.types import ColumnType, to_sqlalchemy
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def describe_source_table(engine: Engine, schema: str | None, table: str) -> dic
     except sa.exc.NoSuchTableError:
         reflected = []
     return {
-        c["name"]: SourceColumn(c["name"], c["type"], from_sqlalchemy(c["type"]), bool(c.get("nullable", True)))
+        c["name"]: SourceColumn(c["name"], c["type"], dialect.reflected_type(c["type"]), bool(c.get("nullable", True)))
         for c in reflected
     }
 
@@ -154,7 +154,9 @@ class BatchReader:
         if has_upper_bound and not self.flow.rowversion:
             bind_types["upper_bound"] = first
         clause = sa.text(read_sql(self.dialect, self.flow, self.source_sql, cursor_mode, has_upper_bound))
-        clause = clause.bindparams(*[sa.bindparam(name, type_=type_) for name, type_ in bind_types.items()])
+        clause = clause.bindparams(
+            *[sa.bindparam(name, type_=self.dialect.bind_type(type_)) for name, type_ in bind_types.items()]
+        )
         return clause.columns(*[sa.column(c, self.source[c].sa_type) for c in self.columns])
 
     def check_query(self, flow_name: str, system: str) -> list[str]:

@@ -26,6 +26,7 @@ class SQLiteDialect(Dialect):
     case_insensitive_columns = True
     has_logins = False
     sqlglot_name = "sqlite"
+    integer_types = (("INTEGER", -(2**63), 2**63 - 1),)
 
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
