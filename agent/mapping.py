@@ -19,12 +19,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.config import ColumnMapping, FlowConfig
-from agent.types import ColumnType
 from agent.contract import CHANGE_UPSERT, KEY_TEXT_MAX, VERSION_TEXT_MAX, version_text
-
-_INTEGER_RANGE = {8: (0, 255), 16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
+from agent.types import ColumnType, integer_range
 _TRUE = {"1", "true", "t", "y", "yes"}
 _FALSE = {"0", "false", "f", "n", "no"}
+
+
+# (native type, lowest, highest value) of the staging column an integer type becomes: the target dialect's
+# `integer_column`. Without a dialect: the type's own range, from its bits and signedness.
+IntegerColumn = Callable[[ColumnType], tuple[str, int, int]]
+
+
+def neutral_integer_column(column_type: ColumnType) -> tuple[str, int, int]:
+    return (column_type.describe(), *integer_range(column_type))
 
 
 class Rejected(Exception):
@@ -63,11 +70,13 @@ class RowMapper:
         self, flow_name: str, flow: FlowConfig, source_columns: Sequence[str], staging_types: dict[str, ColumnType],
         trusted_source_types: dict[str, ColumnType] | None = None,
         configured_types: dict[str, ColumnType] | None = None, source_types: dict[str, ColumnType | None] | None = None,
+        integer_column: IntegerColumn = neutral_integer_column,
     ):
         """`staging_types`: the live staging columns' types. `trusted_source_types`: the source columns' declared
         types, given only where the database enforces them; a value whose type always fits its staging column is
         then copied without checks. `configured_types`: the types the mapping gives the staging columns, where
-        they differ from the live ones. `source_types`: the source columns' declared types, for reasons."""
+        they differ from the live ones. `source_types`: the source columns' declared types, for reasons.
+        `integer_column`: the target dialect's integer staging columns, whose ranges validation enforces."""
         self.flow_name = flow_name
         self.flow = flow
         self.source_columns = list(source_columns)
@@ -78,7 +87,7 @@ class RowMapper:
         self.converters = [
             _column_converter(
                 name, mapping, staging_types[name], self.source_columns, trusted.get(mapping.source or ""),
-                configured.get(name), declared.get(mapping.source or ""),
+                configured.get(name), declared.get(mapping.source or ""), integer_column,
             )
             for name, mapping in flow.columns.items()
         ]
@@ -123,16 +132,17 @@ def _check_control_lengths(source_key: str, source_version: str) -> None:
 def _column_converter(
     name: str, mapping: ColumnMapping, target: ColumnType, source_columns: list[str], source_type: ColumnType | None,
     configured: ColumnType | None = None, declared_source: ColumnType | None = None,
+    integer_column: IntegerColumn = neutral_integer_column,
 ) -> Callable[[tuple[Any, ...]], Any]:
-    to_target = _type_converter(target)
+    to_target = _type_converter(target, integer_column)
     if configured is not None and configured != target:
-        to_configured = _type_converter(configured)
+        to_configured = _type_converter(configured, integer_column)
         to_target = lambda value, _last=to_target: _last(to_configured(value))  # noqa: E731
     if mapping.source is None:
         constant = to_target(mapping.const)
         return lambda row: constant
     position = source_columns.index(mapping.source)
-    if _plain_copy(mapping) and source_type is not None and always_fits(source_type, target):
+    if _plain_copy(mapping) and source_type is not None and always_fits(source_type, target, integer_column):
         return operator.itemgetter(position)
     source = mapping.source
     code_map = mapping.map
@@ -175,14 +185,15 @@ def _plain_copy(mapping: ColumnMapping) -> bool:
     return mapping.map is None and mapping.default is None and not mapping.required and not mapping.trim
 
 
-def always_fits(source: ColumnType, target: ColumnType) -> bool:
+def always_fits(source: ColumnType, target: ColumnType, integer_column: IntegerColumn = neutral_integer_column) -> bool:
     """Every value of a column declared `source` is valid, unchanged, for a column declared `target`."""
     if source.family != target.family:
         return False
     family = source.family
     if family == "integer":
-        # 8-bit integers are signed in MySQL and unsigned in SQL Server: always check them.
-        return 8 not in (source.precision, target.precision) and (source.precision or 32) <= (target.precision or 32)
+        low, high = integer_range(source)
+        _, lowest, highest = integer_column(target)
+        return lowest <= low and high <= highest
     if family == "text":
         return target.length is None or (source.length is not None and source.length <= target.length)
     if family == "decimal":
@@ -207,10 +218,10 @@ def _show(value: Any) -> str:
     return repr(text[:60] + "..." if len(text) > 60 else text)
 
 
-def _type_converter(target: ColumnType) -> Callable[[Any], Any]:
+def _type_converter(target: ColumnType, integer_column: IntegerColumn = neutral_integer_column) -> Callable[[Any], Any]:
     family = target.family
     if family == "integer":
-        return _integer(target)
+        return _integer(*integer_column(target))
     if family == "decimal":
         return _decimal(target)
     if family == "text":
@@ -226,8 +237,7 @@ def _type_converter(target: ColumnType) -> Callable[[Any], Any]:
     return lambda value: value
 
 
-def _integer(target: ColumnType) -> Callable[[Any], int]:
-    low, high = _INTEGER_RANGE.get(target.precision or 32, _INTEGER_RANGE[64])
+def _integer(native: str, low: int, high: int) -> Callable[[Any], int]:
 
     def convert(value: Any) -> int:
         if isinstance(value, bool):
@@ -243,7 +253,7 @@ def _integer(target: ColumnType) -> Callable[[Any], int]:
                 raise Rejected("not a whole number")
             number = int(decimal)
         if not low <= number <= high:
-            raise Rejected(f"{number} is outside the range of {target.describe()} ({low} to {high})")
+            raise Rejected(f"{number} is outside the range of {native} ({low} to {high})")
         return number
 
     return convert

@@ -87,6 +87,7 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
         mapper=RowMapper(
             name, flow, reader.columns, live.types(), _trusted_types(source_dialect, source),
             configured_types=staging.types(), source_types={n: c.column_type for n, c in source.items()},
+            integer_column=target_dialect.integer_column,
         ),
         staging=live,
         control=ControlTables.in_schema(target_dialect, staging.schema),

@@ -141,7 +141,9 @@ class BatchReader:
         if has_upper_bound and not self.flow.rowversion:
             bind_types["upper_bound"] = first
         clause = sa.text(read_sql(self.dialect, self.flow, self.source_sql, cursor_mode, has_upper_bound))
-        clause = clause.bindparams(*[sa.bindparam(name, type_=type_) for name, type_ in bind_types.items()])
+        clause = clause.bindparams(
+            *[sa.bindparam(name, type_=self.dialect.bind_type(type_)) for name, type_ in bind_types.items()]
+        )
         return clause.columns(*[sa.column(c, self.source[c].sa_type) for c in self.columns])
 
     def check_query(self, flow_name: str, system: str) -> list[str]:

@@ -15,7 +15,10 @@ import sqlalchemy as sa
 FAMILIES = ("integer", "decimal", "float", "text", "timestamp", "date", "time", "boolean", "binary")
 
 # Integer widths in bits, by the names plants use in `type:`.
-_INTEGER_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64, "int2": 16}
+_INTEGER_BITS = {
+    "tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64, "int2": 16,
+}
+_INTEGER_NAMES = {8: "tinyint", 16: "smallint", 24: "mediumint", 32: "int", 64: "bigint"}
 _TEXT_NAMES = {"varchar", "nvarchar", "char", "nchar", "text", "ntext", "string", "character varying", "clob", "character"}
 _TIMESTAMP_NAMES = {"timestamp", "datetime", "datetime2", "timestamptz", "datetimeoffset", "smalldatetime"}
 _DECIMAL_NAMES = {"decimal", "numeric", "number", "money", "smallmoney"}
@@ -33,6 +36,7 @@ class ColumnType:
     precision: int | None = None  # decimal digits; timestamp fractional-second digits; integer bits
     scale: int | None = None
     timezone: bool = False
+    unsigned: bool = False  # integers: 0 .. 2**bits - 1 instead of -2**(bits-1) .. 2**(bits-1) - 1
 
     def describe(self) -> str:
         """Short human text, e.g. `decimal(18,3)`, `text(50)`, `timestamp(6) with time zone`."""
@@ -41,7 +45,7 @@ class ColumnType:
         if self.family in ("text", "binary") and self.length is not None:
             return f"{self.family}({self.length})"
         if self.family == "integer" and self.precision:
-            return {8: "tinyint", 16: "smallint", 32: "int", 64: "bigint"}.get(self.precision, "integer")
+            return _INTEGER_NAMES.get(self.precision, "integer") + (" unsigned" if self.unsigned else "")
         if self.family == "timestamp":
             base = "timestamp" if self.precision is None else f"timestamp({self.precision})"
             return base + (" with time zone" if self.timezone else "")
@@ -54,7 +58,17 @@ class ColumnType:
             "precision": self.precision,
             "scale": self.scale,
             "timezone": self.timezone,
+            # Only when true, so that snapshots of signed columns stay as they were.
+            **({"unsigned": True} if self.unsigned else {}),
         }
+
+
+def integer_range(column_type: ColumnType) -> tuple[int, int]:
+    """Lowest and highest value of an integer type from its bits (32 when unknown) and signedness."""
+    bits = column_type.precision or 32
+    if column_type.unsigned:
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 def parse_type(text: str) -> ColumnType:
@@ -62,13 +76,17 @@ def parse_type(text: str) -> ColumnType:
 
     Raises ValueError with the accepted forms when the text is not understood.
     """
-    match = _TYPE_TEXT.match(text.lower())
+    lowered = text.lower().strip()
+    unsigned = lowered.endswith(" unsigned")
+    match = _TYPE_TEXT.match(lowered.removesuffix(" unsigned") if unsigned else lowered)
     if not match:
         raise ValueError(_type_help(text))
     name, first, second, zone = match.groups()
     name = name.strip()
     if name in _INTEGER_BITS:
-        return ColumnType("integer", precision=_INTEGER_BITS[name])
+        return ColumnType("integer", precision=_INTEGER_BITS[name], unsigned=unsigned)
+    if unsigned:
+        raise ValueError(_type_help(text))
     if name in _DECIMAL_NAMES:
         if not first:  # `numeric` without precision: unbounded, as PostgreSQL and SQLite mean it
             return ColumnType("decimal")
@@ -99,39 +117,6 @@ def _type_help(text: str) -> str:
     )
 
 
-def from_sqlalchemy(sa_type: sa.types.TypeEngine) -> ColumnType:
-    """Normalize a reflected SQLAlchemy type (any dialect) to a ColumnType."""
-    visit = type(sa_type).__name__.upper()
-    if isinstance(sa_type, sa.Boolean) or visit == "BIT":
-        return ColumnType("boolean")
-    if isinstance(sa_type, sa.Integer):
-        bits = 16 if isinstance(sa_type, sa.SmallInteger) else 64 if isinstance(sa_type, sa.BigInteger) else 32
-        if visit in ("TINYINT",):
-            bits = 8
-        return ColumnType("integer", precision=bits)
-    if isinstance(sa_type, sa.Float) or visit in ("REAL", "DOUBLE", "DOUBLE_PRECISION", "FLOAT"):
-        return ColumnType("float")
-    if isinstance(sa_type, sa.Numeric):
-        if visit in ("MONEY",):
-            return ColumnType("decimal", precision=19, scale=4)
-        if visit in ("SMALLMONEY",):
-            return ColumnType("decimal", precision=10, scale=4)
-        return ColumnType("decimal", precision=sa_type.precision, scale=sa_type.scale)
-    if isinstance(sa_type, sa.DateTime):
-        precision = getattr(sa_type, "precision", None)
-        precision = getattr(sa_type, "fsp", None) if precision is None else precision  # 0 is a precision too
-        return ColumnType("timestamp", precision=precision, timezone=bool(getattr(sa_type, "timezone", False)))
-    if isinstance(sa_type, sa.Date):
-        return ColumnType("date")
-    if isinstance(sa_type, sa.Time):
-        return ColumnType("time")
-    if isinstance(sa_type, sa.String):
-        return ColumnType("text", length=sa_type.length)
-    if isinstance(sa_type, sa.LargeBinary) or visit in ("ROWVERSION", "TIMESTAMP", "BINARY", "VARBINARY"):
-        return ColumnType("binary", length=getattr(sa_type, "length", None))
-    return ColumnType("text")
-
-
 def with_length(column_type: ColumnType, length: int | None) -> ColumnType:
     return replace(column_type, length=length)
 
@@ -140,7 +125,8 @@ def to_sqlalchemy(column_type: ColumnType) -> sa.types.TypeEngine:
     """The SQLAlchemy type used to bind and read values of this column (not for DDL: see dialects)."""
     family = column_type.family
     if family == "integer":
-        return sa.BigInteger() if (column_type.precision or 32) > 32 else sa.Integer()
+        wide = (column_type.precision or 32) > (31 if column_type.unsigned else 32)  # int unsigned exceeds int32
+        return sa.BigInteger() if wide else sa.Integer()
     if family == "decimal":
         return sa.Numeric(column_type.precision, column_type.scale, asdecimal=True)
     if family == "float":

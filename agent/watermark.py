@@ -21,6 +21,9 @@ from agent.contract import ControlTables, version_text
 from agent.dialects import Dialect
 from agent.errors import ConcurrentAgent, UnsupportedValue, WatermarkKeyChanged
 
+_UPDATED_AT = {"updated_at": sa.DateTime()}  # bound through the dialect, which keeps its microseconds
+
+
 @dataclass(frozen=True)
 class Watermark:
     flow: str
@@ -91,11 +94,11 @@ def advance(
     """Store `values` as the flow's new position (caller's transaction). Fails if another agent moved it."""
     params = {"flow": before.flow, "watermark_values": encode(values), "updated_at": now}
     if before.revision == 0:
-        sql = dialect.render("watermark_insert", watermark_table=tables.watermark)
-        conn.execute(sa.text(sql), {**params, "watermark_columns": json.dumps(list(before.columns))})
+        statement = dialect.statement("watermark_insert", _UPDATED_AT, watermark_table=tables.watermark)
+        conn.execute(statement, {**params, "watermark_columns": json.dumps(list(before.columns))})
     else:
-        sql = dialect.render("watermark_update", watermark_table=tables.watermark)
-        result = conn.execute(sa.text(sql), {**params, "revision": before.revision})
+        statement = dialect.statement("watermark_update", _UPDATED_AT, watermark_table=tables.watermark)
+        result = conn.execute(statement, {**params, "revision": before.revision})
         if result.rowcount != 1:
             raise ConcurrentAgent(
                 f"flow {before.flow}: its watermark in agent_watermark changed while this batch was written "

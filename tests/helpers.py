@@ -144,3 +144,11 @@ def run_script(url: str, script: str, on_statement: Callable[[str], None] | None
             cursor.close()
     finally:
         engine.dispose()
+
+
+def with_odbc_source(pair: Pair) -> Pair:
+    """The same MariaDB pair with the MES read through ODBC too (make_pair reads it natively)."""
+    import dbs
+    from dataclasses import replace
+
+    return replace(pair, mes_url=dbs.url_for("mysql_odbc", make_url(pair.mes_url).database))

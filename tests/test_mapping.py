@@ -11,7 +11,7 @@ from agent.types import ColumnType, parse_type
 @pytest.mark.parametrize(("source", "target", "fits"), [
     ("smallint", "int", True),
     ("bigint", "int", False),
-    ("tinyint", "int", False),  # signed in MySQL, unsigned in SQL Server: always checked
+    ("tinyint", "int", True),  # signed or unsigned (the dialect says which), 8 bits fit in an int
     ("varchar(20)", "varchar(20)", True),
     ("varchar(40)", "varchar(12)", False),
     ("text", "varchar(4000)", False),

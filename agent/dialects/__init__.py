@@ -21,7 +21,16 @@ def for_engine(engine: sa.engine.Engine | sa.engine.Connection) -> Dialect:
 
 
 def for_url(url: sa.engine.URL) -> Dialect:
-    return _lookup(url.get_backend_name())()
+    return _lookup(url.get_backend_name())(_driver_dialect(url))
+
+
+def _driver_dialect(url: sa.engine.URL) -> sa.engine.Dialect | None:
+    """SQLAlchemy's dialect for the URL's own driver (binds differ per driver); None when it does not know the
+    driver: the backend's default then serves for quoting, and connecting reports the unknown driver."""
+    try:
+        return url.get_dialect()()
+    except sa.exc.NoSuchModuleError:
+        return None
 
 
 def for_name(name: str) -> Dialect:

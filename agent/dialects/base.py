@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from agent.dialects import templates
-from agent.types import ColumnType
+from agent.types import ColumnType, integer_range
 
 Role = Literal["source", "target"]
 
@@ -57,6 +57,11 @@ class Dialect:
     # An exact column type holds every value of an unbounded decimal (PostgreSQL `numeric`). Elsewhere (MySQL at
     # most decimal(65,30), SQL Server decimal(38,s)) a staging column taking one needs a `type: decimal(P,S)`.
     holds_unbounded_decimal: ClassVar[bool] = False
+    # Integer catalog names that are unsigned here (SQL Server's tinyint; MySQL says `... unsigned` instead).
+    unsigned_integer_types: ClassVar[frozenset[str]] = frozenset()
+    # Integer column types, narrowest first: (native type, lowest value, highest value). render_type picks the
+    # first that holds every value of a column type, and validation enforces the range of the one it picked.
+    integer_types: ClassVar[tuple[tuple[str, int, int], ...]] = ()
 
     def __init__(self, sa_dialect: sa.engine.Dialect | None = None):
         if sa_dialect is None:
@@ -76,6 +81,18 @@ class Dialect:
     def stored_type(self, declared: ColumnType) -> ColumnType:
         """What a live staging column of the reflected type `declared` accepts (the mapping validates against it)."""
         return declared
+    def integer_column(self, column_type: ColumnType) -> tuple[str, int, int]:
+        """(native type, lowest, highest value) of the staging column this integer type becomes here."""
+        low, high = integer_range(column_type)
+        for native, lowest, highest in self.integer_types:
+            if lowest <= low and high <= highest:
+                return native, lowest, highest
+        return self.integer_types[-1]  # the widest; values beyond it are quarantined
+
+    def bind_type(self, sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
+        """The type to bind values of `sa_type` with through this engine's driver: `sa_type` itself, unless the
+        driver would send less than the whole value (every bind of the read and write paths goes through here)."""
+        return sa_type
 
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
@@ -85,7 +102,7 @@ class Dialect:
         name = (data_type or "").lower()
         family = self.type_families.get(name, "other")
         if family == "integer":
-            return ColumnType("integer", precision=self.integer_bits.get(name, 32))
+            return ColumnType("integer", precision=self.integer_bits.get(name, 32), unsigned=self.is_unsigned(name, native))
         if family == "decimal":
             return ColumnType("decimal", precision=_int(precision), scale=_int(scale))
         if family in ("text", "binary"):
@@ -97,6 +114,10 @@ class Dialect:
     def enum_labels(self, data_type: str | None, native: str) -> tuple[str, ...]:
         """An enum column's labels, where its type text as the catalog reports it lists them (MySQL)."""
         return ()
+
+    def is_unsigned(self, name: str, native: str) -> bool:
+        """Whether the catalog's integer type `name` (native text `native`) holds no negative values."""
+        return name in self.unsigned_integer_types
 
     def catalog_default(self, text: str | None) -> str | None:
         """A column default as the catalog reports it; None when the column has none."""
@@ -145,7 +166,9 @@ class Dialect:
         """A rendered template as an executable statement; the types convert values such as timestamps."""
         clause = sa.text(self.render(template, **context))
         if bind_types:
-            clause = clause.bindparams(*[sa.bindparam(name, type_=type_) for name, type_ in bind_types.items()])
+            clause = clause.bindparams(
+                *[sa.bindparam(name, type_=self.bind_type(type_)) for name, type_ in bind_types.items()]
+            )
         if result_types:
             return clause.columns(**result_types)
         return clause
@@ -183,7 +206,9 @@ class Dialect:
     ) -> None:
         """Load rows into the batch table: one multi-row insert by default (dialects may use a bulk API)."""
         statement = sa.text(self.load_batch_sql(batch_table, columns))
-        statement = statement.bindparams(*[sa.bindparam(p, type_=bind_types[c]) for p, c in zip(_params(columns), columns)])
+        statement = statement.bindparams(
+            *[sa.bindparam(p, type_=self.bind_type(bind_types[c])) for p, c in zip(_params(columns), columns)]
+        )
         payload = [dict(zip(_params(columns), row)) for row in rows]
         if payload:
             conn.execute(statement, payload)

@@ -6,6 +6,7 @@ sources connect with ApplicationIntent=ReadOnly (read-only routing on an availab
 
 from __future__ import annotations
 
+
 from sqlalchemy.engine import URL
 
 from agent.dialects.base import Dialect, Role
@@ -32,6 +33,11 @@ class MSSQLDialect(Dialect):
         **dict.fromkeys(("binary", "varbinary", "image", "timestamp", "rowversion"), "binary"),
     }
     integer_bits = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
+    unsigned_integer_types = frozenset(("tinyint",))
+    integer_types = (
+        ("tinyint", 0, 2**8 - 1), ("smallint", -(2**15), 2**15 - 1), ("int", -(2**31), 2**31 - 1),
+        ("bigint", -(2**63), 2**63 - 1), ("decimal(20,0)", -(10**20 - 1), 10**20 - 1),
+    )
     zoned_types = frozenset(("datetimeoffset",))
 
     def literal(self, text: str) -> str:
@@ -40,7 +46,7 @@ class MSSQLDialect(Dialect):
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family
         if family == "integer":
-            return {8: "tinyint", 16: "smallint", 64: "bigint"}.get(column_type.precision or 32, "int")
+            return self.integer_column(column_type)[0]
         if family == "decimal":
             return f"decimal({column_type.precision or 38},{column_type.scale or 0})"
         if family == "float":
@@ -53,6 +59,23 @@ class MSSQLDialect(Dialect):
         if family == "binary":
             return f"varbinary({column_type.length})" if column_type.length and column_type.length <= 8000 else "varbinary(max)"
         return {"date": "date", "time": "time(7)", "boolean": "bit"}[family]
+
+    def integer_column(self, column_type: ColumnType) -> tuple[str, int, int]:
+        # tinyint is SQL Server's only 8-bit type, and 8-bit staging columns have always been tinyint here: a
+        # signed source's negative values are quarantined with the range rather than changing existing DDL.
+        if column_type.precision == 8:
+            return self.integer_types[0]
+        return super().integer_column(column_type)
+
+    # bind_type stays the default here. SQLAlchemy's mssql+pyodbc (sqlalchemy/dialects/mssql/pyodbc.py and
+    # base.py) already binds what pyodbc would cut: times as text (`TIME.bind_processor`, pyodbc sends
+    # SQL_TIME_STRUCT, which has no fraction) and zoned datetimes as `isoformat(timespec="microseconds")` text
+    # (`_ODBCDateTimeBindProcessor`). Naive datetimes go to pyodbc as datetime objects, which pyodbc binds as
+    # SQL_TYPE_TIMESTAMP with the precision the ODBC driver reports for that type: Microsoft ODBC Driver 17/18
+    # report datetime2 (7 digits), so microseconds arrive; the legacy "SQL Server" driver (sqlsrv32) knows only
+    # datetime and would cut them to milliseconds, so plants use Driver 17/18. Text is not the way out here as it
+    # is on MariaDB: a `datetime` column refuses text with more than 3 fractional digits.
+    # Not verified against a live SQL Server: none runs in this project's tests.
 
     def batch_table_name(self, flow: str, schema: str | None = None) -> str:
         return self.quote(f"#agent_batch_{flow}")

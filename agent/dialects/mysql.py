@@ -5,11 +5,53 @@ A schema is a database here. Sources run `SET SESSION TRANSACTION READ ONLY`; ta
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
+import sqlalchemy as sa
+
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
+
+# Drivers whose binds lose part of a value. pyodbc binds a datetime with the precision the ODBC driver reports for
+# SQL_TYPE_TIMESTAMP (SQLGetTypeInfo): MariaDB Connector/ODBC 3.1 reports 16 characters, so pyodbc sends whole
+# seconds (a keyset page would restart at the whole second), and times go as SQL_TIME_STRUCT, which has no
+# fraction. It also cannot bind integers beyond signed 64 bits.
+_ODBC_DRIVERS = frozenset(("pyodbc",))
+
+
+class ExactTemporalText(sa.types.TypeDecorator):
+    """Binds datetimes as `YYYY-MM-DD HH:MM:SS.ffffff` and times as `HH:MM:SS.ffffff`: MySQL/MariaDB convert the
+    text to the column's type exactly, as they do for PyMySQL, which sends the same text. A zoned value keeps its
+    wall-clock time (PyMySQL ignores tzinfo too)."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.engine.Dialect) -> Any:
+        if isinstance(value, dt.datetime):
+            return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {_time_text(value)}"
+        if isinstance(value, dt.time):
+            return _time_text(value)
+        return value
+
+
+def _time_text(value: dt.datetime | dt.time) -> str:
+    return f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+
+
+class WideIntegerText(sa.types.TypeDecorator):
+    """Binds integers beyond signed 64 bits (`bigint unsigned` values) as decimal text, which MySQL/MariaDB
+    convert exactly: pyodbc cannot bind them (OverflowError)."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.engine.Dialect) -> Any:
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return str(value)
+        return value
 
 
 _ENUM_LABEL = re.compile(r"'((?:[^']|'')*)'")
@@ -31,6 +73,12 @@ class MySQLDialect(Dialect):
         **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"), "binary"),
     }
     integer_bits = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+    integer_types = (
+        ("tinyint", -(2**7), 2**7 - 1), ("tinyint unsigned", 0, 2**8 - 1),
+        ("smallint", -(2**15), 2**15 - 1), ("smallint unsigned", 0, 2**16 - 1),
+        ("int", -(2**31), 2**31 - 1), ("int unsigned", 0, 2**32 - 1),
+        ("bigint", -(2**63), 2**63 - 1), ("bigint unsigned", 0, 2**64 - 1),
+    )
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -45,6 +93,10 @@ class MySQLDialect(Dialect):
             return ()
         return tuple(label.replace("''", "'") for label in _ENUM_LABEL.findall(native))
 
+    def is_unsigned(self, name: str, native: str) -> bool:
+        # COLUMN_TYPE says it: `tinyint(3) unsigned`, `int(10) unsigned zerofill`.
+        return "unsigned" in native.lower().split()
+
     def catalog_default(self, text: str | None) -> str | None:
         # MariaDB reports a nullable column without a default as the text NULL.
         return None if text is None or str(text) == "NULL" else str(text).strip()
@@ -52,7 +104,7 @@ class MySQLDialect(Dialect):
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family
         if family == "integer":
-            return {8: "tinyint", 16: "smallint", 64: "bigint"}.get(column_type.precision or 32, "int")
+            return self.integer_column(column_type)[0]
         if family == "decimal":
             return f"decimal({min(column_type.precision or 38, 65)},{column_type.scale or 0})"
         if family == "float":
@@ -67,6 +119,15 @@ class MySQLDialect(Dialect):
         if family == "time":
             return "time(6)"
         return {"date": "date", "boolean": "boolean"}[family]
+
+    def bind_type(self, sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
+        if self.sa_dialect.driver not in _ODBC_DRIVERS:
+            return sa_type
+        if isinstance(sa_type, (sa.DateTime, sa.Time)):
+            return ExactTemporalText()
+        if isinstance(sa_type, sa.BigInteger):
+            return WideIntegerText()
+        return sa_type
 
     def batch_table_name(self, flow: str, schema: str | None = None) -> str:
         # A temporary table lives in a database here; put it in the staging schema, where the grant is.

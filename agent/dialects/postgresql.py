@@ -26,13 +26,18 @@ class PostgreSQLDialect(Dialect):
         **dict.fromkeys(("time", "timetz"), "time"), "bool": "boolean", "bytea": "binary",
     }
     integer_bits = {"int2": 16, "int4": 32, "int8": 64}
+    # No unsigned types: an unsigned source column gets the next wider signed type.
+    integer_types = (
+        ("smallint", -(2**15), 2**15 - 1), ("integer", -(2**31), 2**31 - 1), ("bigint", -(2**63), 2**63 - 1),
+        ("numeric(20,0)", -(10**20 - 1), 10**20 - 1),
+    )
     zoned_types = frozenset(("timestamptz", "timetz"))
     holds_unbounded_decimal = True
 
     def render_type(self, column_type: ColumnType) -> str:
         family = column_type.family
         if family == "integer":
-            return {8: "smallint", 16: "smallint", 64: "bigint"}.get(column_type.precision or 32, "integer")
+            return self.integer_column(column_type)[0]
         if family == "decimal":
             if column_type.precision is None:
                 return "numeric"

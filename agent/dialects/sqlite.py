@@ -28,6 +28,7 @@ class SQLiteDialect(Dialect):
     sqlglot_name = "sqlite"
     # As TEXT (below): SQLite's NUMERIC affinity would keep only 15 significant digits.
     holds_unbounded_decimal = True
+    integer_types = (("INTEGER", -(2**63), 2**63 - 1),)
 
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
