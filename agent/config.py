@@ -231,8 +231,57 @@ class SnapshotsConfig(Model):
     dir: Path = Path("schema_snapshots")
 
 
+class WebhookAlertConfig(Model):
+    url: str
+    timeout: Duration = timedelta(seconds=10)
+
+
+class EmailAlertConfig(Model):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_file: Path | None = None  # read only when sending, never logged
+    timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _login_needs_both(self) -> EmailAlertConfig:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("set both `username` and `password_file` (for SMTP login), or neither")
+        return self
+
+
+class QuarantineAlertConfig(Model):
+    max_rows: int = Field(default=100, ge=0)
+
+
+class BacklogAlertConfig(Model):
+    max_pending_age: Duration = timedelta(minutes=15)
+
+
+class AlertRateLimit(Model):
+    messages: int = Field(default=10, ge=1)
+    per: Duration = timedelta(minutes=1)
+
+
+class AlertRetry(Model):
+    first_wait: Duration = timedelta(seconds=2)
+    max_wait: Duration = timedelta(minutes=5)
+
+
 class AlertsConfig(Model):
     dir: Path = Path("alerts")
+    webhook: WebhookAlertConfig | None = None
+    email: EmailAlertConfig | None = None
+    apprise: list[str] = []
+    failing_for: Duration = timedelta(minutes=5)
+    quarantine: QuarantineAlertConfig = QuarantineAlertConfig()
+    backlog: BacklogAlertConfig = BacklogAlertConfig()
+    rate_limit: AlertRateLimit = AlertRateLimit()
+    retry: AlertRetry = AlertRetry()
+    exit_wait: Duration = timedelta(seconds=10)
 
 
 class AgentConfig(Model):

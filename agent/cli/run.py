@@ -39,13 +39,17 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
 
         sys.exit(int(run_forever(config, flow_name)))
     systems = Systems(config)
+    gate: DriftGate | None = None
     try:
-        reports = pipeline.run_once(config, systems, flow_name, gate=DriftGate(config, systems, flow_name))
+        gate = DriftGate(config, systems, flow_name)
+        reports = pipeline.run_once(config, systems, flow_name, gate=gate)
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
     except (ConfigError, SchemaMismatch) as exc:
         fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", ExitCode.CONFIG)
     finally:
+        if gate is not None:
+            gate.close()  # alerts still being sent get `alerts.exit_wait`; the rest go out at the next run
         systems.dispose()
     _print_reports(reports)
     sys.exit(int(exit_code_for(reports)))

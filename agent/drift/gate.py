@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import connect
+from agent import alerts, connect
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.drift import snapshot as snapshot_files
@@ -45,7 +45,9 @@ class SystemCheck:
 class DriftGate:
     """Raises SnapshotError (a configuration error, exit 2) when a system has no usable snapshot."""
 
-    def __init__(self, config: LoadedConfig, systems: Systems, only: str | None = None):
+    def __init__(self, config: LoadedConfig, systems: Systems, only: str | None = None,
+                 book: alerts.IncidentBook | None = None):
+        """`book`: the agent's IncidentBook when it has one (the caller closes it); else the gate makes and closes its own."""
         self.config = config
         self.systems = systems
         self.flows = config.flows(only)
@@ -71,7 +73,8 @@ class DriftGate:
         self._engines = {system: connect.create_engine(config, system, "source") for system in self.queries}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="drift-gate")
         weakref.finalize(self, _dispose, list(self._engines.values()), self._pool)
-        self.incidents = IncidentLog(config.resolve(config.model.alerts.dir))
+        self._own_book = book is None
+        self.incidents = IncidentLog(config.resolve(config.model.alerts.dir), book or alerts.book_for(config))
         self._dirty: set[str] = set()
         self._last: dict[str, tuple[int, list[Row], tuple[Diff, ...]]] = {}
         self._locks = {system: threading.Lock() for system in self.queries}
@@ -106,8 +109,11 @@ class DriftGate:
         return self.generations[config.source], self.generations[config.target]
 
     def close(self) -> None:
-        """Close the gate's connections (also done when the gate is garbage-collected or at exit)."""
+        """Close the gate's connections (also done when the gate is garbage-collected or at exit), and give its
+        own IncidentBook `alerts.exit_wait` to deliver what is still being sent."""
         _dispose(list(self._engines.values()), self._pool)
+        if self._own_book:
+            self.incidents.book.close()
 
     def invalidate(self, system: str | None = None) -> None:
         """Reload the snapshot of `system` (all when None) before its next check. Thread-safe."""

@@ -89,8 +89,9 @@ class Plant:
         return rows[0] if rows else None
 
     def alerts(self) -> list[str]:
+        """The drift report files (the folder also holds the alert outbox, incidents.state.json)."""
         folder = self.folder / "alerts"
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        return sorted(p.name for p in folder.glob("drift-*")) if folder.is_dir() else []
 
     def touch_rows(self, table: str, key: str, keys: list[int], when: str = "2030-01-01 00:00:00") -> None:
         """An MES change: rows get a newer modified_date (past every watermark), so the next run moves them."""
