@@ -284,11 +284,34 @@ class AlertsConfig(Model):
     exit_wait: Duration = timedelta(seconds=10)
 
 
+class HttpConfig(Model):
+    """`http: {bind: "127.0.0.1:9464"}`: serve /healthz and /metrics (Prometheus) while the agent runs."""
+
+    bind: str
+
+    @field_validator("bind")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port such as 127.0.0.1:9464 (or [::1]:9464), got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
 class AgentConfig(Model):
     systems: dict[str, SystemConfig] = Field(min_length=1)
     flows: dict[str, FlowConfig] = Field(min_length=1)
     snapshots: SnapshotsConfig = SnapshotsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    http: HttpConfig | None = None  # None: no HTTP endpoint
 
 
 def _split_table(name: str) -> tuple[str | None, str]:

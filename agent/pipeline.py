@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from agent import source_query, watermark
+from agent import log_context, source_query, watermark
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
@@ -36,6 +36,7 @@ from agent.staging import (
 from agent.watermark import Watermark
 from agent.write import write_batch
 
+log = logging.getLogger("mes_erp_agent")
 # A drift gate answers, before each run of a flow, with None (go on) or the reason the flow must halt.
 Gate = Callable[[str], "str | None"]
 # Called after each committed batch (the demo shows progress with it).
@@ -120,6 +121,11 @@ def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[st
 
 def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None) -> FlowReport:
     """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors."""
+    with log_context.flow(ctx.name):  # every log line of the run carries the flow's name
+        return _catch_up(ctx, gate, on_batch)
+
+
+def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | None) -> FlowReport:
     report = FlowReport(ctx.name)
     position: Watermark | None = None
     try:
@@ -132,6 +138,7 @@ def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener
         report.watermark_before = report.watermark_after = position.describe()
         for page in ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx)):
             position = _write_page(ctx, page, position, report, on_batch)
+        report.caught_up = True  # the page loop ends on a short page
         return report.finish()
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
         message = describe_failure(ctx, exc)
@@ -144,10 +151,14 @@ def _write_page(
     on_batch: BatchListener | None,
 ) -> Watermark:
     record = BatchReport(ctx.name, new_batch_id(), utc_now(), rows_read=len(page), watermark_before=position.describe())
-    mapped = ctx.mapper.map_batch(page, record.batch_id)
-    new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page[-1]))
-    with ctx.target_engine.begin() as conn:
-        position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record)
+    with log_context.batch(record.batch_id):
+        mapped = ctx.mapper.map_batch(page, record.batch_id)
+        new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page[-1]))
+        with ctx.target_engine.begin() as conn:
+            position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record)
+        log.debug("flow %s: batch %s committed: %d read, %d written, %d already staged, %d quarantined; watermark %s",
+                  ctx.name, record.batch_id, record.rows_read, record.rows_written, record.rows_duplicate,
+                  record.rows_quarantined, record.watermark_after)
     report.add(record)
     report.watermark_after = position.describe()
     if on_batch:
@@ -244,4 +255,5 @@ def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: s
     assert schema is not None, "check-config guarantees a staging schema for every target"
     record = BatchReport(name, new_batch_id(), utc_now(), outcome=outcome, message=reason)
     record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record)
-    return FlowReport(name).finish(outcome, reason)
+    with log_context.flow(name):
+        return FlowReport(name).finish(outcome, reason)

@@ -62,6 +62,9 @@ class FlowReport:
     watermark_before: str = ""
     watermark_after: str = ""
     message: str = ""
+    # True when the read ended on a short page: every change up to the read's bound is staged (health: ok,
+    # not catching up). Set where the page loop ends (pipeline.run_flow).
+    caught_up: bool = False
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 

@@ -18,6 +18,7 @@ from agent import dialects, source_query
 from agent.config import FlowConfig, LoadedConfig
 from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
+from agent.health.probe import newest_source_sql
 from agent.mapping import staging_type
 from agent.read import read_sql, source_sql_for
 from agent.staging import StagingColumn, StagingTable, ddl_statements, unbounded_decimal_problems
@@ -101,6 +102,9 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         target.render("watermark_update", watermark_table=control.watermark))
     add(flow.target, target, "run_insert", f"{batch} (and a failed or halted run): its agent_run row",
         target.render("run_insert", run_table=control.run))
+    if not flow.rowversion:
+        add(flow.source, source, "source_newest", f"health, after a poll: the newest {flow.watermark[0]} in the source "
+            "(lag = it minus the staged watermark; only for a timestamp or date watermark)", newest_source_sql(source, flow))
     return found
 
 

@@ -140,6 +140,24 @@ class Scenario:
 # Templates the standard scenario does not reach, and how to run them: name -> function(scenario).
 EXERCISES: dict[str, Callable[[Scenario], None]] = {}
 
+
+def _measure_health(scenario: Scenario) -> None:
+    """The health probe after a poll (source_newest), under the agent's own login: both flows caught up."""
+    from agent import pipeline
+    from agent.connect import Systems
+    from agent.health import probe
+
+    config = load_config(scenario.config)
+    systems = Systems(config)
+    try:
+        lags = {name: probe.measure(pipeline.prepare(config, systems, name)).lag_seconds for name in config.model.flows}
+    finally:
+        systems.dispose()
+    assert lags == {"work_orders": 0.0, "scrap_view": 0.0}
+
+
+EXERCISES["source_newest"] = _measure_health
+
 QUERY = """\
 SELECT wo.work_order_id, wo.modified_date, wo.stocked_qty, sr.name AS scrap_name
 FROM {work_order} wo

@@ -5,13 +5,12 @@ Exit codes (a contract plants' scripts rely on) are in agent/exit_codes.py. Only
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from agent import __version__
+from agent import __version__, log_context
 from agent.cli.common import config_option, console, load_or_exit
 from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
@@ -24,9 +23,11 @@ from agent.cli.status import status
 @click.version_option(__version__, prog_name="mes-erp-agent")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def main(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(log_context.LOG_FORMATS),
+              help="json: one JSON object per line (time, level, logger, message, flow, batch_id) for log collectors.")
+def main(log_level: str, log_format: str) -> None:
     """Moves MES changes into ERP staging tables: watermark reads, drift gate, exactly-once writes."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_context.configure(log_level, log_format, sys.stderr)
 
 
 @main.command("check-config")
