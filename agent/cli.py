@@ -21,7 +21,7 @@ from agent import __version__, pipeline, report, watermark
 from agent import privileges, sql_review  # DBA review commands and the start-up privilege check
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
-from agent.errors import ConfigError, SchemaMismatch, SnapshotError
+from agent.errors import ConfigError, SchemaMismatch, SecretUnavailable, SnapshotError
 from agent.read import check_source_columns, describe_source
 from agent.staging import StagingTable, ddl_statements, staging_table_for
 
@@ -53,7 +53,17 @@ def _problem_list(path: Path, problems: list[str]) -> str:
     return f"{path}: configuration is not valid ({count}):\n" + "\n".join(f"  {p}" for p in problems)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command that connects reads password files (agent/connect.py): one that cannot be read exits 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecretUnavailable as exc:
+            fail(str(exc), EXIT_CONFIG)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mes-erp-agent")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -227,6 +237,8 @@ def _flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str,
             position = watermark.load(conn, dialect, control, name, flow.watermark)
             result = report.flow_status(conn, dialect, control, dialect.table(schema, flow.staging_table_name), name, position.describe())
             return result.as_dict()
+    except SecretUnavailable:  # a configuration error (exit 2), not a database that is down
+        raise
     except Exception as exc:  # status must show every flow, even one whose database is down
         return {"flow": name, "error": str(getattr(exc, "orig", exc)).splitlines()[0], "system": flow.target,
                 "url": config.redacted_url(flow.target)}
