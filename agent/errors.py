@@ -40,3 +40,10 @@ class SnapshotError(ConfigError):
 
     def __init__(self, problem: str):
         super().__init__([problem])
+
+
+class SecretUnavailable(ConfigError):
+    """A system's `password_file` cannot be read at the moment the agent connects to that system."""
+
+    def __init__(self, problem: str):
+        super().__init__([problem])

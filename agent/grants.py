@@ -74,7 +74,8 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
     for name, flow in config.model.flows.items():
         if flow.source == system:
             read_flows.append(name)
-            for (schema, table), columns in source_query.columns_read(flow, own, flow.source_columns):
+            for (schema, table), columns in source_query.columns_read(
+                    flow.query, (flow.source_schema, flow.source_table or ""), own, flow.source_columns):
                 if schema is None and dialect.schema_is_database:
                     schema = url.database
                 listed = reads.setdefault((schema, table), [])
@@ -109,7 +110,5 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
 
 
 def _configured_password(config: LoadedConfig, system: str) -> str | None:
-    try:
-        return config.system_url(system).password
-    except OSError:  # the password file lives on the agent's host, not on the DBA's laptop
-        return make_url(config.model.systems[system].url).password
+    # Only a password written into the URL: `sql grants` never reads `password_file` (it lives on the agent's host).
+    return config.configured_url(system).password

@@ -89,9 +89,9 @@ def staging_schema_of(config: LoadedConfig, systems: Systems, system: str, targe
         return config.model.systems[system].staging_schema
     dialect = systems.dialect(system)
     if dialect.schema_is_database:
-        url = config.system_url(system)
+        url = config.configured_url(system)
         for other in sorted(targets):
-            other_url = config.system_url(other)
+            other_url = config.configured_url(other)
             same = (other_url.host, other_url.port, other_url.username) == (url.host, url.port, url.username)
             if same and systems.dialect(other).name == dialect.name:
                 return config.model.systems[other].staging_schema
@@ -102,7 +102,7 @@ def check_system(
     config: LoadedConfig, systems: Systems, system: str, writes: bool, staging_schema: str | None
 ) -> SystemPrivileges:
     dialect = systems.dialect(system)
-    login = config.system_url(system).username or "(default login)"
+    login = config.configured_url(system).username or "(default login)"
     sql = dialect.render("privilege_check")
     if not sql:
         return SystemPrivileges(system, dialect.name, login, writes, staging_schema, checked=False)

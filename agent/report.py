@@ -18,7 +18,7 @@ from agent import watermark
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
-from agent.errors import AgentError
+from agent.errors import AgentError, SecretUnavailable
 from agent.contract import ControlTables
 
 log = logging.getLogger("mes_erp_agent")
@@ -178,6 +178,8 @@ def read_flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[
             position = watermark.load(conn, dialect, control, name, flow.watermark)
             staging = dialect.table(schema, flow.staging_table_name)
             return flow_status(conn, dialect, control, staging, name, position.describe()).as_dict()
+    except SecretUnavailable:  # a configuration error (exit 2), not a database that is down
+        raise
     except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # status shows every flow, even one whose database is down
         return {"flow": name, "error": str(getattr(exc, "orig", exc)).strip().splitlines()[0], "system": flow.target,
                 "url": config.redacted_url(flow.target)}

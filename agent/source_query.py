@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp
@@ -32,9 +31,6 @@ from sqlglot.tokens import Token, TokenType
 from agent import dialects
 from agent.dialects import Dialect
 from agent.errors import AgentError
-
-if TYPE_CHECKING:
-    from agent.config import FlowConfig
 
 ALIAS = "src"  # the derived table's name in the read statement
 TableName = tuple[str | None, str]
@@ -113,21 +109,28 @@ def check(path: Path, dialect: Dialect) -> list[str]:
         return refused.problems
     except OSError as exc:
         return [f"{path}: cannot read the query file ({exc.strerror})"]
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        return [f"{path}:{line}: not UTF-8 text; save the query file as UTF-8"]
     return []
 
 
-def query_tables(flow: FlowConfig, dialect: Dialect | str) -> list[TableName]:
-    """The (schema, table) pairs a flow reads: its `table:`, or every table its custom query names."""
-    if flow.query is None:
-        return [(flow.source_schema, flow.source_table or "")]
-    return list(load(flow.query, dialects.for_name(dialect) if isinstance(dialect, str) else dialect).tables)
+def query_tables(query: Path | None, table: TableName, dialect: Dialect | str) -> list[TableName]:
+    """The (schema, table) pairs a flow reads: its `table:` when it has no `query:` file, else every table the
+    query names."""
+    if query is None:
+        return [table]
+    return list(load(query, dialects.for_name(dialect) if isinstance(dialect, str) else dialect).tables)
 
 
-def columns_read(flow: FlowConfig, dialect: Dialect, needed: list[str]) -> list[tuple[TableName, list[str]]]:
-    """Per source table, the columns the flow reads (for column-level grants)."""
-    if flow.query is None:
-        return [((flow.source_schema, flow.source_table or ""), list(needed))]
-    return [(table, list(columns)) for table, columns in load(flow.query, dialect).columns_read]
+def columns_read(
+    query: Path | None, table: TableName, dialect: Dialect, needed: list[str]
+) -> list[tuple[TableName, list[str]]]:
+    """Per source table, the columns a flow reads (for column-level grants): `needed` of its `table:` when it has
+    no `query:` file, else every column the query mentions."""
+    if query is None:
+        return [(table, list(needed))]
+    return [(name, list(columns)) for name, columns in load(query, dialect).columns_read]
 
 
 def escape_binds(sql: str) -> str:

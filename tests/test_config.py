@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.config import load_config
+from agent.connect import connection_url
 from agent.errors import ConfigError
 from helpers import cli, make_pair, prepare_erp, work_order_flow, write_config
 
@@ -105,7 +106,7 @@ def test_secrets_come_from_password_file_and_are_never_printed(tmp_path):
     text = VALID.replace('url: "sqlite:///erp.db"', 'url: "postgresql+psycopg://agent@127.0.0.1:1/erp"\n    password_file: erp.password')
     path = write(tmp_path, text)
     config = load_config(path)
-    assert config.system_url("erp").password == "s3cret-Pa55"
+    assert connection_url(config, "erp").password == "s3cret-Pa55"
     assert "s3cret" not in config.redacted_url("erp")
     status = cli("status", "-c", str(path), "--json")
     assert status.exit_code == 1  # the ERP is unreachable: its flows' status cannot be read

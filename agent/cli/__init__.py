@@ -7,19 +7,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from agent import __version__, log_context
-from agent.cli.common import config_option, console, load_or_exit
+from agent.cli.common import config_option, console, fail, load_or_exit
 from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
 from agent.cli.run import run
 from agent.cli.sql import render_sql, sql_group
 from agent.cli.status import status
+from agent.errors import SecretUnavailable
+from agent.exit_codes import ExitCode
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command that connects reads password files (agent/connect.py): one that cannot be read exits 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecretUnavailable as exc:
+            fail(str(exc), ExitCode.CONFIG)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mes-erp-agent")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))

@@ -123,5 +123,6 @@ def _source_tables(config: LoadedConfig, name: str, flow: FlowConfig) -> list[Wa
     """The source table, or every table the flow's custom query reads (checked when the config loaded)."""
     from agent import dialects, source_query
 
-    dialect = dialects.for_url(config.system_url(flow.source))
-    return [WatchedTable(flow.source, schema, table) for schema, table in source_query.query_tables(flow, dialect)]
+    dialect = dialects.for_url(config.configured_url(flow.source))
+    tables = source_query.query_tables(flow.query, (flow.source_schema, flow.source_table or ""), dialect)
+    return [WatchedTable(flow.source, schema, table) for schema, table in tables]

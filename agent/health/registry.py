@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import LoadedConfig
+from agent.connect import connection_url
+from agent.errors import SecretUnavailable
 from agent.health.metrics import AgentMetrics
 from agent.health.probe import Measurement
 from agent.report import FAILED, HALTED, BatchReport, FlowReport
@@ -71,7 +73,7 @@ class FlowHealth:
     @classmethod
     def for_config(cls, config: LoadedConfig, only: str | None = None, clock: Clock = utc_now) -> FlowHealth:
         """The flows `run` runs (all enabled, or `only`), hiding every system's password."""
-        passwords = [config.system_url(name).password for name in config.model.systems]
+        passwords = [_password(config, name) for name in config.model.systems]
         sizes = {name: flow.batch_size for name, flow in config.flows(only).items()}
         return cls(sizes, secrets=[str(p) for p in passwords if p], clock=clock)
 
@@ -171,3 +173,11 @@ def _iso(value: dt.datetime | None) -> str | None:
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return value.isoformat(timespec="seconds") + "Z"
+
+
+def _password(config: LoadedConfig, name: str) -> str | None:
+    """A system's password, to hide it from every message kept; None when it has none or it cannot be read."""
+    try:
+        return connection_url(config, name).password
+    except SecretUnavailable:
+        return None

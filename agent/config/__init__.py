@@ -1,0 +1,24 @@
+"""The configuration file: YAML in, validated models out, every problem reported as file:line.
+
+A leaf package: it imports no agent module that imports it back. `models` holds the pydantic models,
+durations and name patterns; `loader` reads the file (line numbers, ${ENV}, pydantic errors as file:line)
+into a `LoadedConfig`; `checks` cross-checks the sections (query files through agent.source_query).
+Every name other modules import lives on in this package's namespace.
+"""
+
+from __future__ import annotations
+
+from agent.config.checks import cross_check, suggest
+from agent.config.loader import ENV_REFERENCE, LoadedConfig, load_config
+from agent.config.models import (
+    CONTROL_COLUMN_PREFIX, IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, PASSWORD_PLACEHOLDER, AgentConfig,
+    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, GrantsConfig, HttpConfig, Model, Schedule, SnapshotsConfig, SystemConfig,
+    check_login, check_placeholder, parse_duration, split_table,
+)
+
+__all__ = [
+    "CONTROL_COLUMN_PREFIX", "ENV_REFERENCE", "IDENTIFIER_PATTERN", "MAX_DURATION", "NAME_PATTERN",
+    "PASSWORD_PLACEHOLDER", "AgentConfig", "AlertsConfig", "ColumnMapping", "Duration", "EmailAlertConfig", "FlowConfig", "GrantsConfig", "HttpConfig",
+    "LoadedConfig", "Model", "Schedule", "SnapshotsConfig", "SystemConfig", "check_login", "check_placeholder",
+    "cross_check", "load_config", "parse_duration", "split_table", "suggest",
+]
