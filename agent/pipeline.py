@@ -98,7 +98,8 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
 def _warn_unless_keyset_unique(name: str, flow: FlowConfig, engine: Engine, dialect: Dialect) -> None:
     """Warn (never refuse) when no key in the source catalog makes the watermark columns unique: the keyset reads
     would skip rows sharing the last staged values. Views and custom queries may be unique without such a key."""
-    tables = [WatchedTable(flow.source, schema, table) for schema, table in source_query.query_tables(flow.query, (flow.source_schema, flow.source_table or ""), dialect)]
+    names = source_query.query_tables(flow.query, (flow.source_schema, flow.source_table or ""), dialect)
+    tables = [WatchedTable(flow.source, schema, table) for schema, table in names]
     query = CatalogQuery.build(flow.source, dialect, tables)
     try:
         with engine.connect() as conn:
