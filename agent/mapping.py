@@ -107,7 +107,7 @@ class RowMapper:
         return MappedBatch(mapped, quarantined)
 
     def _row_json(self, row: tuple[Any, ...]) -> str:
-        return json.dumps(dict(zip(self.source_columns, row)), default=_json_value, sort_keys=False)
+        return json.dumps(dict(zip(self.source_columns, row, strict=True)), default=_json_value, sort_keys=False)
 
 
 def _json_value(value: Any) -> Any:

@@ -160,7 +160,7 @@ class _Checker:
         try:
             self.tokens = sqlglot.Dialect.get_or_raise(self.read).tokenize(self.text)
         except TokenError as exc:
-            raise QueryRefused([f"{self.path}:{_error_line(exc)}: cannot be read as {self.dialect.name} SQL: {_first(exc)}"])
+            raise QueryRefused([f"{self.path}:{_error_line(exc)}: cannot be read as {self.dialect.name} SQL: {_first(exc)}"]) from None
         self._check_comments()
         statements = _statements(self.tokens)
         if not statements:
@@ -174,9 +174,9 @@ class _Checker:
         try:
             tree = sqlglot.parse_one(sql, read=self.read)
         except ParseError as exc:
-            raise QueryRefused(self.problems + [
+            raise QueryRefused([*self.problems,
                 f"{self.path}:{_error_line(exc)}: not a SELECT the {self.dialect.name} parser understands: {_first(exc)}"
-            ])
+            ]) from None
         self._check_tree(tree)
         if self.problems:
             raise QueryRefused(self.problems)
@@ -197,7 +197,7 @@ class _Checker:
                 cursor = max(found, 0) + len(comment)
                 line = self.text.count("\n", 0, max(found, 0)) + 1
                 body = comment.strip()
-                if self.text[max(found - 2, 0):found] == "/*" and body[:1] in ("!", "+") or body.startswith("M!"):
+                if (self.text[max(found - 2, 0):found] == "/*" and body[:1] in ("!", "+")) or body.startswith("M!"):
                     self.refuse(line, "executable comment or optimizer hint (/*! */, /*M! */, /*+ */): MySQL and "
                                       "MariaDB run its content; remove it")
                 elif "/*" in comment:

@@ -8,23 +8,25 @@ length, precision, scale and time zone. Dialects turn it into native type text
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
 FAMILIES = ("integer", "decimal", "float", "text", "timestamp", "date", "time", "boolean", "binary")
 
-# Integer widths in bits, by the names plants use in `type:`.
-_INTEGER_BITS = {
-    "tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64, "int2": 16,
-}
+# The database-neutral type names of `type:`. A vendor's own names (nvarchar, datetime2, int8, mediumint,
+# money, ...) are synonyms its dialect declares (`Dialect.type_synonyms`), passed to `parse_type`.
+_INTEGER_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "integer": 32, "bigint": 64}
 _INTEGER_NAMES = {8: "tinyint", 16: "smallint", 24: "mediumint", 32: "int", 64: "bigint"}
-_TEXT_NAMES = {"varchar", "nvarchar", "char", "nchar", "text", "ntext", "string", "character varying", "clob", "character"}
-_TIMESTAMP_NAMES = {"timestamp", "datetime", "datetime2", "timestamptz", "datetimeoffset", "smalldatetime"}
-_DECIMAL_NAMES = {"decimal", "numeric", "number", "money", "smallmoney"}
-_FLOAT_NAMES = {"float", "real", "double", "double precision", "float8", "float4"}
-_BINARY_NAMES = {"binary", "varbinary", "bytea", "blob", "rowversion"}
-_BOOLEAN_NAMES = {"boolean", "bool", "bit"}
+_TEXT_NAMES = {"varchar", "char", "text", "string", "character varying", "character"}
+_TIMESTAMP_NAMES = {"timestamp", "timestamptz"}
+_DECIMAL_NAMES = {"decimal", "numeric"}
+_FLOAT_NAMES = {"float", "real", "double", "double precision"}
+_BINARY_NAMES = {"binary", "varbinary"}
+_BOOLEAN_NAMES = {"boolean", "bool"}
+# A synonym is a neutral name (the vendor's length or precision still applies) or a whole type.
+TypeSynonyms = Mapping[str, "str | ColumnType"]
 
 _TYPE_TEXT = re.compile(r"^\s*([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\w+)\s*(?:,\s*(\d+)\s*)?\))?\s*(with time zone|without time zone)?\s*$")
 
@@ -71,8 +73,9 @@ def integer_range(column_type: ColumnType) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def parse_type(text: str) -> ColumnType:
-    """Parse the `type:` text of a column mapping, e.g. `decimal(18,3)`, `varchar(20)`, `bigint`.
+def parse_type(text: str, synonyms: TypeSynonyms | None = None) -> ColumnType:
+    """Parse type text such as `decimal(18,3)`, `varchar(20)`, `bigint`, with a dialect's `synonyms` for its
+    own names (`nvarchar(20)`, `datetime2`, `money`).
 
     Raises ValueError with the accepted forms when the text is not understood.
     """
@@ -83,6 +86,13 @@ def parse_type(text: str) -> ColumnType:
         raise ValueError(_type_help(text))
     name, first, second, zone = match.groups()
     name = name.strip()
+    synonym = (synonyms or {}).get(name)
+    if isinstance(synonym, ColumnType):
+        if first or zone:
+            raise ValueError(_type_help(text))
+        return replace(synonym, unsigned=True) if unsigned and synonym.family == "integer" else synonym
+    if synonym is not None:
+        name = synonym
     if name in _INTEGER_BITS:
         return ColumnType("integer", precision=_INTEGER_BITS[name], unsigned=unsigned)
     if unsigned:
@@ -99,7 +109,7 @@ def parse_type(text: str) -> ColumnType:
     if name in _BINARY_NAMES:
         return ColumnType("binary", length=None if first in (None, "max") else int(first))
     if name in _TIMESTAMP_NAMES:
-        timezone = name in ("timestamptz", "datetimeoffset") or zone == "with time zone"
+        timezone = name == "timestamptz" or zone == "with time zone"
         return ColumnType("timestamp", precision=int(first) if first else 6, timezone=timezone)
     if name == "date":
         return ColumnType("date")

@@ -47,9 +47,9 @@ def unsigned(bits: int) -> ColumnType:
 ])
 def test_each_dialect_names_the_staging_integer_column_and_its_range(dialect, column_type, expected):
     target = dialects.for_name(dialect)
-    assert target.integer_column(parse_type(column_type)) == expected
+    assert target.integer_column(dialects.parse_any_type(column_type)) == expected
     if dialect != "sqlite":
-        assert target.render_type(parse_type(column_type)) == expected[0]
+        assert target.render_type(dialects.parse_any_type(column_type)) == expected[0]
 
 
 def test_ranges_follow_bits_and_signedness():

@@ -91,7 +91,8 @@ def test_query_tables_names_every_table_the_query_reads(tmp_path):
     config = load_config(setup(tmp_path, GOOD))
     flow = config.model.flows["scrap_view"]
     assert source_query.query_tables(flow.query, (None, ""), "postgresql") == [("production", "work_order"), ("production", "scrap_reason")]
-    assert source_query.query_tables(flow.query, (None, ""), for_name("postgresql")) == [("production", "work_order"), ("production", "scrap_reason")]
+    tables = source_query.query_tables(flow.query, (None, ""), for_name("postgresql"))
+    assert tables == [("production", "work_order"), ("production", "scrap_reason")]
 
 
 def test_a_write_is_refused_with_file_and_line(tmp_path):

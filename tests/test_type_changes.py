@@ -158,7 +158,8 @@ def test_accepted_type_changes_convert_what_fits_and_quarantine_the_rest(kind, d
     assert result.exit_code == 0, result.output  # quarantined rows are not a failure
     staged = staging_rows(pair, "stg_part_event", "event_no, " + ", ".join(COLUMNS), "event_no")
     expected = [
-        (1, 5, Decimal("10.5"), Decimal("1.25"), Decimal("2.5"), "A1", "first", "2026-03-02 06:00:00.000000", "2026-03-01", "2026-03-02 06:00:00.000000"),
+        (1, 5, Decimal("10.5"), Decimal("1.25"), Decimal("2.5"), "A1", "first", "2026-03-02 06:00:00.000000", "2026-03-01",
+         "2026-03-02 06:00:00.000000"),
         (2, 7, Decimal("12"), Decimal("1.25"), Decimal("3.5"), "ABCDEFGHIJ", "short", "2026-03-02 06:00:01.000000", "2026-03-05",
          "2026-03-05 00:00:00.000000"),
     ]

@@ -7,24 +7,14 @@ and `rowversion:` is only used where the database has one.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from agent import dialects, source_query
+from agent.config.loaded import LoadedConfig, suggest
 from agent.config.models import IDENTIFIER_PATTERN, NAME_PATTERN, FlowConfig, SystemConfig, split_table
 
-if TYPE_CHECKING:
-    from agent.config.loader import LoadedConfig
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    """`; did you mean `x`?` for the nearest candidate, or nothing."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def cross_check(loaded: LoadedConfig) -> list[str]:
@@ -91,14 +81,14 @@ def _check_staging_target(
             f"{where}: staging schema {target.staging_schema!r} is listed under protected_schemas (ERP core tables); "
             f"choose a dedicated staging schema"
         )
-    elif dialect is not None and staging in (s.lower() for s in dialect.protected_schemas(make_url(target.url))):
-        if staging not in (s.lower() for s in target.allow_staging_in):
-            problems.append(
-                f"{where}: staging schema {target.staging_schema!r} is a core schema of the {dialect.name} database "
-                f"(protected by default: {', '.join(dialect.protected_schemas(make_url(target.url)))}); use a "
-                f"dedicated staging schema such as `staging`, or, if the DBA wants the staging tables there, opt in "
-                f"explicitly with `allow_staging_in: [{target.staging_schema}]` under systems.{flow.target}"
-            )
+    elif (dialect is not None and staging in (s.lower() for s in dialect.protected_schemas(make_url(target.url)))
+          and staging not in (s.lower() for s in target.allow_staging_in)):
+        problems.append(
+            f"{where}: staging schema {target.staging_schema!r} is a core schema of the {dialect.name} database "
+            f"(protected by default: {', '.join(dialect.protected_schemas(make_url(target.url)))}); use a "
+            f"dedicated staging schema such as `staging`, or, if the DBA wants the staging tables there, opt in "
+            f"explicitly with `allow_staging_in: [{target.staging_schema}]` under systems.{flow.target}"
+        )
     return problems
 
 

@@ -14,54 +14,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.engine import URL, make_url
 
-from agent.config.checks import cross_check, suggest
-from agent.config.models import AgentConfig, FlowConfig
+from agent.config.checks import cross_check
+from agent.config.loaded import LoadedConfig, line_of, suggest
+from agent.config.models import AgentConfig
 from agent.errors import ConfigError
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    """The validated configuration plus where it came from (for paths and messages)."""
-
-    path: Path
-    model: AgentConfig
-    lines: dict[tuple[str, ...], int]
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-    def resolve(self, relative: Path) -> Path:
-        return relative if relative.is_absolute() else (self.folder / relative).resolve()
-
-    def where(self, *loc: str) -> str:
-        """`file:line` of the deepest key of `loc` present in the file."""
-        return f"{self.path}:{_line_of(self.lines, loc)}"
-
-    def configured_url(self, name: str) -> URL:
-        """The system's URL as the file gives it (${ENV} expanded): enough for its dialect, host and login. The
-        configuration never reads `password_file`; agent/connect.py adds that password when it opens an engine."""
-        return make_url(self.model.systems[name].url)
-
-    def redacted_url(self, name: str) -> str:
-        return make_url(self.model.systems[name].url).render_as_string(hide_password=True)
-
-    def flows(self, only: str | None = None) -> dict[str, FlowConfig]:
-        if only is None:
-            return {name: flow for name, flow in self.model.flows.items() if flow.enabled}
-        if only not in self.model.flows:
-            raise ConfigError([f"{self.path}: no flow named {only!r}{suggest(only, self.model.flows)}"])
-        return {only: self.model.flows[only]}
 
 
 def load_config(path: str | Path) -> LoadedConfig:
@@ -204,7 +168,7 @@ class _NodeReader:
     def scalar(self, node: yaml.ScalarNode, loc: tuple[str, ...]) -> Any:
         try:
             value = self.constructor.construct_object(node, deep=True)
-        except Exception:  # noqa: BLE001 - PyYAML constructors raise KeyError, ValueError, ...: all mean "not this tag"
+        except Exception:
             if self.tagged(node) or node.tag in yaml.SafeLoader.yaml_constructors:
                 self.problem(node, loc, self.unreadable(node))
                 return node.value
@@ -254,18 +218,11 @@ def _expand_env(value: str, where: str, problems: list[str]) -> str:
     return ENV_REFERENCE.sub(replace, value)
 
 
-def _line_of(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
 def _describe_error(path: Path, lines: dict, error: dict) -> str:
     loc = tuple(str(part) for part in error["loc"] if not str(part).startswith(("function-", "tagged-union")))
     loc = tuple(part for part in loc if part not in ("ColumnMapping",))
     key = ".".join(loc) or "(top level)"
-    where = f"{path}:{_line_of(lines, loc)}"
+    where = f"{path}:{line_of(lines, loc)}"
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         return f"{where}: unknown key `{key}`{suggest(loc[-1], allowed)}"

@@ -12,7 +12,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from sqlalchemy.engine import make_url
 
 from agent.contract import CONTROL_COLUMN_PREFIX
-from agent.types import ColumnType, parse_type
+from agent.dialects import parse_any_type
+from agent.types import ColumnType
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -157,7 +158,7 @@ class ColumnMapping(Model):
     @classmethod
     def _type_parses(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_type(value)
+            parse_any_type(value)
         return value
 
     @model_validator(mode="after")
@@ -170,7 +171,7 @@ class ColumnMapping(Model):
 
     @property
     def column_type(self) -> ColumnType | None:
-        return parse_type(self.type) if self.type else None
+        return parse_any_type(self.type) if self.type else None
 
 
 class Schedule(Model):

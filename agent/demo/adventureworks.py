@@ -14,7 +14,7 @@ import gzip
 import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from itertools import islice
 from typing import Any
@@ -152,7 +152,7 @@ def _snake_case(source_name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", source_name).lower()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> Table:
     return define_table(MetaData(), name, None)
 

@@ -169,5 +169,5 @@ def _per_poll_logs_quieted() -> Iterator[None]:
     try:
         yield
     finally:
-        for log, level in zip(quieted, levels):
+        for log, level in zip(quieted, levels, strict=True):
             log.setLevel(level)

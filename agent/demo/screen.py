@@ -210,7 +210,7 @@ def record_table(title: str, rows: Sequence[Any]) -> Table:
     for number_, _ in enumerate(rows, start=1):
         table.add_column(f"version {number_}", overflow="fold")
     if rows:
-        for column in rows[0]._mapping.keys():
+        for column in rows[0]._mapping:
             values = [_cell(row._mapping[column]) for row in rows]
             changed = len(set(values)) > 1 and column not in ("stg_id", "stg_batch_id", "stg_loaded_at", "stg_source_version")
             table.add_row(column, *[Text(v, style="bold" if changed else "") for v in values])

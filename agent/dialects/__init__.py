@@ -9,11 +9,17 @@ from agent.dialects.mssql import MSSQLDialect
 from agent.dialects.mysql import MySQLDialect
 from agent.dialects.postgresql import PostgreSQLDialect
 from agent.dialects.sqlite import SQLiteDialect
+from agent.types import ColumnType, parse_type
 
 DIALECTS: dict[str, type[Dialect]] = {
     cls.name: cls for cls in (PostgreSQLDialect, MySQLDialect, MSSQLDialect, SQLiteDialect)
 }
 _BY_SQLALCHEMY_NAME = {sa_name: cls for cls in DIALECTS.values() for sa_name in cls.sqlalchemy_names}
+
+
+def parse_any_type(text: str) -> ColumnType:
+    """A `type:` of the configuration: the neutral names, or any supported database's own (nvarchar, int8, money)."""
+    return parse_type(text, SQLiteDialect.type_synonyms)
 
 
 def for_engine(engine: sa.engine.Engine | sa.engine.Connection) -> Dialect:
@@ -46,4 +52,4 @@ def _lookup(sa_name: str) -> type[Dialect]:
         raise ValueError(f"database {sa_name!r} is not supported; supported: {supported}") from None
 
 
-__all__ = ["DIALECTS", "Dialect", "for_engine", "for_name", "for_url"]
+__all__ = ["DIALECTS", "Dialect", "for_engine", "for_name", "for_url", "parse_any_type"]

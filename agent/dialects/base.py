@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from agent.dialects import templates
+from agent.dialects.type_names import TypeNames
 from agent.types import ColumnType, integer_range
 
 Role = Literal["source", "target"]
@@ -54,6 +55,10 @@ class Dialect:
     type_families: ClassVar[dict[str, str]] = {}
     integer_bits: ClassVar[dict[str, int]] = {}
     zoned_types: ClassVar[frozenset[str]] = frozenset()
+    # How each family (but integer) is spelled in DDL: see type_names.py.
+    type_names: ClassVar[TypeNames] = {}
+    # This database's own type names, for `type:` and declared types (types.parse_type): a neutral name or a type.
+    type_synonyms: ClassVar[dict[str, str | ColumnType]] = {}
     # An exact column type holds every value of an unbounded decimal (PostgreSQL `numeric`). Elsewhere (MySQL at
     # most decimal(65,30), SQL Server decimal(38,s)) a staging column taking one needs a `type: decimal(P,S)`.
     holds_unbounded_decimal: ClassVar[bool] = False
@@ -76,7 +81,10 @@ class Dialect:
         return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
     def render_type(self, column_type: ColumnType) -> str:
-        raise NotImplementedError
+        """The native DDL type of a staging column of this type (`type_names`; integers by their range)."""
+        if column_type.family == "integer":
+            return self.integer_column(column_type)[0]
+        return self.type_names[column_type.family].render(column_type)
 
     def stored_type(self, declared: ColumnType) -> ColumnType:
         """What a live staging column of the reflected type `declared` accepts (the mapping validates against it)."""
@@ -207,9 +215,9 @@ class Dialect:
         """Load rows into the batch table: one multi-row insert by default (dialects may use a bulk API)."""
         statement = sa.text(self.load_batch_sql(batch_table, columns))
         statement = statement.bindparams(
-            *[sa.bindparam(p, type_=self.bind_type(bind_types[c])) for p, c in zip(_params(columns), columns)]
+            *[sa.bindparam(p, type_=self.bind_type(bind_types[c])) for p, c in zip(_params(columns), columns, strict=True)]
         )
-        payload = [dict(zip(_params(columns), row)) for row in rows]
+        payload = [dict(zip(_params(columns), row, strict=True)) for row in rows]
         if payload:
             conn.execute(statement, payload)
 

@@ -7,8 +7,11 @@ sources connect with ApplicationIntent=ReadOnly (read-only routing on an availab
 from __future__ import annotations
 
 
+from typing import ClassVar
+
 from sqlalchemy.engine import URL
 
+from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
 
@@ -24,7 +27,7 @@ class MSSQLDialect(Dialect):
     supports_rowversion_watermark = True
     derived_table_allows_with = False
     sqlglot_name = "tsql"
-    type_families = {
+    type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("tinyint", "smallint", "int", "bigint"), "integer"),
         **dict.fromkeys(("decimal", "numeric", "money", "smallmoney"), "decimal"), **dict.fromkeys(("float", "real"), "float"),
         **dict.fromkeys(("char", "varchar", "nchar", "nvarchar", "text", "ntext", "sysname"), "text"),
@@ -32,7 +35,7 @@ class MSSQLDialect(Dialect):
         "date": "date", "time": "time", "bit": "boolean",
         **dict.fromkeys(("binary", "varbinary", "image", "timestamp", "rowversion"), "binary"),
     }
-    integer_bits = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
+    integer_bits: ClassVar[dict[str, int]] = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
     unsigned_integer_types = frozenset(("tinyint",))
     integer_types = (
         ("tinyint", 0, 2**8 - 1), ("smallint", -(2**15), 2**15 - 1), ("int", -(2**31), 2**31 - 1),
@@ -40,25 +43,24 @@ class MSSQLDialect(Dialect):
     )
     zoned_types = frozenset(("datetimeoffset",))
 
+    type_synonyms: ClassVar[dict[str, str | ColumnType]] = {
+        "nvarchar": "varchar", "nchar": "char", "ntext": "text", "datetime": "timestamp", "datetime2": "timestamp",
+        "smalldatetime": "timestamp", "datetimeoffset": "timestamptz", "bit": "boolean",
+        "money": ColumnType("decimal", precision=19, scale=4), "smallmoney": ColumnType("decimal", precision=10, scale=4),
+        "rowversion": ColumnType("binary", length=8),
+    }
+    type_names: ClassVar[TypeNames] = {
+        "decimal": TypeName("decimal(38,0)", "decimal({precision},{scale})", default_precision=38),
+        "float": TypeName("float"),
+        "text": TypeName("nvarchar(max)", "nvarchar({length})", max_size=4000),
+        "timestamp": TypeName("", "datetime2({precision})", max_size=7, zoned="datetimeoffset({precision})",
+                              default_precision=7),
+        "binary": TypeName("varbinary(max)", "varbinary({length})", max_size=8000),
+        "date": TypeName("date"), "time": TypeName("time(7)"), "boolean": TypeName("bit"),
+    }
+
     def literal(self, text: str) -> str:
         return "N'" + text.replace("'", "''") + "'"
-
-    def render_type(self, column_type: ColumnType) -> str:
-        family = column_type.family
-        if family == "integer":
-            return self.integer_column(column_type)[0]
-        if family == "decimal":
-            return f"decimal({column_type.precision or 38},{column_type.scale or 0})"
-        if family == "float":
-            return "float"
-        if family == "text":
-            return f"nvarchar({column_type.length})" if column_type.length and column_type.length <= 4000 else "nvarchar(max)"
-        if family == "timestamp":
-            precision = 7 if column_type.precision is None else min(column_type.precision, 7)
-            return f"datetimeoffset({precision})" if column_type.timezone else f"datetime2({precision})"
-        if family == "binary":
-            return f"varbinary({column_type.length})" if column_type.length and column_type.length <= 8000 else "varbinary(max)"
-        return {"date": "date", "time": "time(7)", "boolean": "bit"}[family]
 
     def integer_column(self, column_type: ColumnType) -> tuple[str, int, int]:
         # tinyint is SQL Server's only 8-bit type, and 8-bit staging columns have always been tinyint here: a

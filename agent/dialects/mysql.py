@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
 
@@ -65,20 +66,35 @@ class MySQLDialect(Dialect):
     schema_is_database = True
     case_insensitive_columns = True
     sqlglot_name = "mysql"
-    type_families = {
+    type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), "integer"),
         **dict.fromkeys(("decimal", "numeric"), "decimal"), **dict.fromkeys(("float", "double", "real"), "float"),
         **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"), "text"),
         **dict.fromkeys(("datetime", "timestamp"), "timestamp"), "date": "date", "time": "time",
         **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"), "binary"),
     }
-    integer_bits = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+    integer_bits: ClassVar[dict[str, int]] = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
     integer_types = (
         ("tinyint", -(2**7), 2**7 - 1), ("tinyint unsigned", 0, 2**8 - 1),
         ("smallint", -(2**15), 2**15 - 1), ("smallint unsigned", 0, 2**16 - 1),
         ("int", -(2**31), 2**31 - 1), ("int unsigned", 0, 2**32 - 1),
         ("bigint", -(2**63), 2**63 - 1), ("bigint unsigned", 0, 2**64 - 1),
     )
+
+    type_synonyms: ClassVar[dict[str, str | ColumnType]] = {
+        "mediumint": ColumnType("integer", precision=24), "datetime": "timestamp", "double": "double precision",
+        **dict.fromkeys(("tinytext", "mediumtext", "longtext"), "text"),
+        **dict.fromkeys(("tinyblob", "blob", "mediumblob", "longblob"), "varbinary"),
+    }
+    type_names: ClassVar[TypeNames] = {
+        "decimal": TypeName("decimal(38,0)", "decimal({precision},{scale})", max_size=65, default_precision=38),
+        "float": TypeName("double"),
+        "text": TypeName("longtext", "varchar({length})", max_size=16383),
+        # A zoned source timestamp is stored in UTC: MySQL's datetime has no zone.
+        "timestamp": TypeName("", "datetime({precision})", max_size=6, default_precision=6),
+        "binary": TypeName("longblob", "varbinary({length})"),
+        "date": TypeName("date"), "time": TypeName("time(6)"), "boolean": TypeName("boolean"),
+    }
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -100,25 +116,6 @@ class MySQLDialect(Dialect):
     def catalog_default(self, text: str | None) -> str | None:
         # MariaDB reports a nullable column without a default as the text NULL.
         return None if text is None or str(text) == "NULL" else str(text).strip()
-
-    def render_type(self, column_type: ColumnType) -> str:
-        family = column_type.family
-        if family == "integer":
-            return self.integer_column(column_type)[0]
-        if family == "decimal":
-            return f"decimal({min(column_type.precision or 38, 65)},{column_type.scale or 0})"
-        if family == "float":
-            return "double"
-        if family == "text":
-            return f"varchar({column_type.length})" if column_type.length and column_type.length <= 16383 else "longtext"
-        if family == "timestamp":
-            precision = 6 if column_type.precision is None else min(column_type.precision, 6)
-            return f"datetime({precision})"  # stored in UTC when the source had a time zone
-        if family == "binary":
-            return f"varbinary({column_type.length})" if column_type.length else "longblob"
-        if family == "time":
-            return "time(6)"
-        return {"date": "date", "boolean": "boolean"}[family]
 
     def bind_type(self, sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
         if self.sa_dialect.driver not in _ODBC_DRIVERS:

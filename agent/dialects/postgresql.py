@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
 
@@ -19,13 +20,13 @@ class PostgreSQLDialect(Dialect):
     default_protected_schemas = ("public", "pg_catalog", "information_schema")
     folds_unquoted_to_lower = True
     sqlglot_name = "postgres"
-    type_families = {
+    type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("int2", "int4", "int8"), "integer"), "numeric": "decimal", "money": "decimal",
         **dict.fromkeys(("float4", "float8"), "float"), **dict.fromkeys(("varchar", "bpchar", "text", "name", "citext"), "text"),
         **dict.fromkeys(("timestamp", "timestamptz"), "timestamp"), "date": "date",
         **dict.fromkeys(("time", "timetz"), "time"), "bool": "boolean", "bytea": "binary",
     }
-    integer_bits = {"int2": 16, "int4": 32, "int8": 64}
+    integer_bits: ClassVar[dict[str, int]] = {"int2": 16, "int4": 32, "int8": 64}
     # No unsigned types: an unsigned source column gets the next wider signed type.
     integer_types = (
         ("smallint", -(2**15), 2**15 - 1), ("integer", -(2**31), 2**31 - 1), ("bigint", -(2**63), 2**63 - 1),
@@ -34,25 +35,19 @@ class PostgreSQLDialect(Dialect):
     zoned_types = frozenset(("timestamptz", "timetz"))
     holds_unbounded_decimal = True
 
-    def render_type(self, column_type: ColumnType) -> str:
-        family = column_type.family
-        if family == "integer":
-            return self.integer_column(column_type)[0]
-        if family == "decimal":
-            if column_type.precision is None:
-                return "numeric"
-            return f"numeric({column_type.precision},{column_type.scale or 0})"
-        if family == "float":
-            return "double precision"
-        if family == "text":
-            return f"varchar({column_type.length})" if column_type.length else "text"
-        if family == "timestamp":
-            precision = 6 if column_type.precision is None else min(column_type.precision, 6)
-            zone = "with time zone" if column_type.timezone else "without time zone"
-            return f"timestamp({precision}) {zone}"
-        if family == "binary":
-            return "bytea"
-        return {"date": "date", "time": "time", "boolean": "boolean"}[family]
+    type_synonyms: ClassVar[dict[str, str | ColumnType]] = {
+        "int2": "smallint", "int4": "int", "int8": "bigint", "float4": "real", "float8": "double precision",
+        "bytea": "varbinary", "bpchar": "char", "money": ColumnType("decimal", precision=19, scale=2),
+    }
+    type_names: ClassVar[TypeNames] = {
+        "decimal": TypeName("numeric", "numeric({precision},{scale})"),  # plain `numeric`: unbounded, exact
+        "float": TypeName("double precision"),
+        "text": TypeName("text", "varchar({length})"),
+        "timestamp": TypeName("", "timestamp({precision}) without time zone", max_size=6,
+                              zoned="timestamp({precision}) with time zone", default_precision=6),
+        "binary": TypeName("bytea"),
+        "date": TypeName("date"), "time": TypeName("time"), "boolean": TypeName("boolean"),
+    }
 
     def connect_args(self, role: Role) -> dict[str, Any]:
         options = "-c default_transaction_read_only=on" if role == "source" else "-c timezone=UTC"

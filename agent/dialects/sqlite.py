@@ -6,12 +6,16 @@ Sources open the file with `mode=ro`; attached files are attached read-only for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
+from agent.dialects.mssql import MSSQLDialect
+from agent.dialects.mysql import MySQLDialect
+from agent.dialects.postgresql import PostgreSQLDialect
 from agent.types import ColumnType, parse_type
 
 
@@ -30,13 +34,29 @@ class SQLiteDialect(Dialect):
     holds_unbounded_decimal = True
     integer_types = (("INTEGER", -(2**63), 2**63 - 1),)
 
+    # SQLite keeps any declared type text (tables are often made by tools written for other databases): every
+    # dialect's names are understood.
+    type_synonyms: ClassVar[dict[str, str | ColumnType]] = {
+        **PostgreSQLDialect.type_synonyms, **MySQLDialect.type_synonyms, **MSSQLDialect.type_synonyms,
+        "clob": "text", "number": "numeric",
+    }
+    type_names: ClassVar[TypeNames] = {
+        # Without precision: TEXT, exact (the canonical decimal text); NUMERIC affinity would round to a REAL.
+        "decimal": TypeName("TEXT", "DECIMAL({precision},{scale})"),
+        "float": TypeName("REAL"),
+        "text": TypeName("TEXT", "VARCHAR({length})"),
+        "timestamp": TypeName("TIMESTAMP"),  # ISO text, which keeps microseconds
+        "binary": TypeName("BLOB"),
+        "date": TypeName("DATE"), "time": TypeName("TIME"), "boolean": TypeName("BOOLEAN"),
+    }
+
     def catalog_type(
         self, data_type: str | None, native: str, length: int | None, precision: int | None, scale: int | None,
         datetime_precision: int | None,
     ) -> ColumnType:
         """SQLite keeps the declared type text: parse it, else apply SQLite's own type-affinity rules."""
         try:
-            return parse_type(native)
+            return parse_type(native, self.type_synonyms)
         except ValueError:
             declared = native.upper()
             if "INT" in declared:
@@ -48,24 +68,6 @@ class SQLiteDialect(Dialect):
             if "BLOB" in declared:
                 return ColumnType("binary")
             return ColumnType("other")
-
-    def render_type(self, column_type: ColumnType) -> str:
-        family = column_type.family
-        if family == "integer":
-            return "INTEGER"
-        if family == "decimal":
-            if column_type.precision is None:
-                return "TEXT"  # exact: the canonical decimal text, every digit (NUMERIC would round to a REAL)
-            return f"DECIMAL({column_type.precision},{column_type.scale or 0})"
-        if family == "float":
-            return "REAL"
-        if family == "text":
-            return f"VARCHAR({column_type.length})" if column_type.length else "TEXT"
-        if family == "timestamp":
-            return "TIMESTAMP"
-        if family == "binary":
-            return "BLOB"
-        return {"date": "DATE", "time": "TIME", "boolean": "BOOLEAN"}[family]
 
     def stored_type(self, declared: ColumnType) -> ColumnType:
         # Every integer column holds 64 bits in SQLite, whatever its declared name (`sql ddl` writes INTEGER).

@@ -20,7 +20,7 @@ def same_type(before: ColumnSnapshot, after: ColumnSnapshot) -> bool:
 
 def kind_of_change(before: ColumnSnapshot, after: ColumnSnapshot) -> str:
     old, new = before.type, after.type
-    if (old.family, old.timezone) != (new.family, new.timezone) or old.family == "integer" and old.precision != new.precision:
+    if (old.family, old.timezone) != (new.family, new.timezone) or (old.family == "integer" and old.precision != new.precision):
         return "type_changed"
     if old.length != new.length:
         return "length_changed"
