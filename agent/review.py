@@ -171,9 +171,9 @@ def render_sql_text(config: LoadedConfig, only: str | None = None) -> str:
     parts = [
         f"-- mes-erp-agent render-sql -c {config.path}" + (f" --flow {only}" if only else ""),
         "-- Every statement the agent runs, in each system's own SQL. Values are bind parameters (:name), never",
-        "-- part of the text. Besides these, the agent reads the definitions of the flows' tables once at start-up",
-        "-- (SQLAlchemy's reflection: information_schema, pg_catalog, sys, PRAGMA; on MySQL/MariaDB the catalog",
-        "-- query below), and runs no other SQL. Drivers receive :name in their own style (%(name)s, ?); psycopg",
+        "-- part of the text. The definitions of the flows' tables are read with the catalog query below (once per",
+        "-- table at start-up, and by the drift gate before every run); the agent runs no other SQL. Drivers",
+        "-- receive :name in their own style (%(name)s, ?); psycopg",
         "-- adds a type cast to typed parameters (%(name)s::TIMESTAMP WITHOUT TIME ZONE).",
     ]
     parts += _section("start-up, once per system", startup_statements(config, only))
