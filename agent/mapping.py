@@ -137,7 +137,7 @@ def _column_converter(
     to_target = _type_converter(target, integer_column)
     if configured is not None and configured != target:
         to_configured = _type_converter(configured, integer_column)
-        to_target = lambda value, _last=to_target: _last(to_configured(value))  # noqa: E731
+        to_target = _composed(to_configured, to_target)
     if mapping.source is None:
         constant = to_target(mapping.const)
         return lambda row: constant
@@ -259,6 +259,10 @@ def _integer(native: str, low: int, high: int) -> Callable[[Any], int]:
     return convert
 
 
+def _composed(first: Callable[[Any], Any], then: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: then(first(value))
+
+
 def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
     precision, scale = target.precision, target.scale or 0
     quantum = Decimal(1).scaleb(-scale)
@@ -273,7 +277,9 @@ def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
             raise Rejected("not a finite number")
         if precision is None:  # unbounded (PostgreSQL `numeric`): every finite value, exactly
             return number
-        rounded = number.quantize(quantum) if number.as_tuple().exponent < -scale else number
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int), "a finite number has an integer exponent (not 'n', 'N' or 'F')"
+        rounded = number.quantize(quantum) if exponent < -scale else number
         if rounded != number:
             raise Rejected(f"has more than {scale} decimal places ({target.describe()})")
         if abs(number) >= limit:

@@ -51,6 +51,7 @@ def _source_column(column: ColumnSnapshot) -> SourceColumn:
 def describe_source(engine: Engine, dialect: Dialect, flow: FlowConfig) -> dict[str, SourceColumn]:
     """The flow's source columns: its table's, or its query's output columns typed from the columns they select."""
     if flow.query is None:
+        assert flow.source_table is not None, "FlowConfig has exactly one of `table:` and `query:`"
         return describe_source_table(engine, flow.source_schema, flow.source_table)
     tables: dict[tuple[str | None, str], dict[str, SourceColumn]] = {}
     found: dict[str, SourceColumn] = {}
@@ -131,7 +132,7 @@ class BatchReader:
         self.source_sql = source_sql
         self.watermark_positions = [self.columns.index(c) for c in flow.watermark]
 
-    def statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextClause:
+    def statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextualSelect:
         first = self.source[self.flow.watermark[0]].sa_type
         bind_types: dict[str, sa.types.TypeEngine] = {"batch_size": sa.Integer()}
         if cursor_mode == "after":
@@ -238,6 +239,7 @@ def lag_upper_bound(engine: Engine, dialect: Dialect, flow: FlowConfig, first: S
     with engine.connect() as conn:
         row = conn.execute(sa.text(dialect.render("server_time"))).one()
         conn.commit()
+    assert first.column_type is not None, "check_source_columns refuses a watermark column of unknown type"
     now = row.zoned_now if first.column_type.timezone else row.local_now
     if isinstance(now, str):
         now = dt.datetime.fromisoformat(now)

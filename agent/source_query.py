@@ -180,6 +180,7 @@ class _Checker:
         self._check_tree(tree)
         if self.problems:
             raise QueryRefused(self.problems)
+        assert isinstance(tree, (exp.Select, exp.SetOperation)), "_check_tree refuses anything but a SELECT"
         outputs = self._outputs(tree)
         tables, columns = self._reads(tree)
         if self.problems:
@@ -208,7 +209,7 @@ class _Checker:
                                       "statements: reword or remove it")
 
     # --- the statement tree ----------------------------------------------------------------------------
-    def _check_tree(self, tree: exp.Expression) -> None:
+    def _check_tree(self, tree: exp.Expr) -> None:
         if not isinstance(tree, (exp.Select, exp.SetOperation)):
             self.refuse(self._line(tree), f"is {_kind(tree)}, not a SELECT; a source query only reads")
             return
@@ -255,7 +256,7 @@ class _Checker:
                         "SNAPSHOT on the database for non-blocking reads)")
 
     # --- output columns and their origin ---------------------------------------------------------------
-    def _outputs(self, tree: exp.Expression) -> list[OutputColumn]:
+    def _outputs(self, tree: exp.Select | exp.SetOperation) -> list[OutputColumn]:
         root = build_scope(tree)
         outputs: list[OutputColumn] = []
         for projection in tree.selects:
@@ -290,7 +291,7 @@ class _Checker:
         return None
 
     # --- tables and columns read -----------------------------------------------------------------------
-    def _reads(self, tree: exp.Expression) -> tuple[list[TableName], dict[TableName, list[str]]]:
+    def _reads(self, tree: exp.Expr) -> tuple[list[TableName], dict[TableName, list[str]]]:
         tables: list[TableName] = []
         columns: dict[TableName, list[str]] = {}
         for scope in traverse_scope(tree):
@@ -303,15 +304,15 @@ class _Checker:
             for column in scope.columns:
                 if isinstance(column.this, exp.Star):
                     continue
-                source = self._source_of(scope, column)
-                if source is None and not column.table and len(scope.selected_sources) > 1:
+                column_source = self._source_of(scope, column)
+                if column_source is None and not column.table and len(scope.selected_sources) > 1:
                     self.refuse(self._line(column), f"column {column.name} is not qualified; in a query over several "
                                 "tables write <alias>.<column>, so the grants and the drift check know its table")
-                elif isinstance(source, exp.Table):
-                    listed = columns.setdefault(self._table_name(source), [])
-                    name = self._name(column.this)
-                    if not any(self.dialect.same_column(name, c) for c in listed):
-                        listed.append(name)
+                elif isinstance(column_source, exp.Table):
+                    listed = columns.setdefault(self._table_name(column_source), [])
+                    column_name = self._name(column.this)
+                    if not any(self.dialect.same_column(column_name, c) for c in listed):
+                        listed.append(column_name)
         return tables, columns
 
     def _source_of(self, scope: Scope, column: exp.Column) -> exp.Table | Scope | None:
@@ -334,13 +335,13 @@ class _Checker:
         schema = table.args.get("db")
         return (self._name(schema) if schema is not None else None, self._name(table.this))
 
-    def _name(self, identifier: exp.Expression | None) -> str:
+    def _name(self, identifier: exp.Expr | None) -> str:
         if isinstance(identifier, exp.Identifier):
             return identifier.name if identifier.quoted else self.dialect.unquoted_name(identifier.name)
         return identifier.name if identifier is not None else ""
 
     # --- where -----------------------------------------------------------------------------------------
-    def _line(self, node: exp.Expression, words: tuple[str, ...] = ()) -> int:
+    def _line(self, node: exp.Expr, words: tuple[str, ...] = ()) -> int:
         lines = [n.meta["line"] for n in node.walk() if isinstance(n, exp.Expression) and n.meta.get("line")]
         if lines:
             return min(lines)
@@ -360,7 +361,7 @@ def _statements(tokens: list[Token]) -> list[list[Token]]:
     return [g for g in groups if g]
 
 
-def _name_identifier(projection: exp.Expression) -> exp.Expression | None:
+def _name_identifier(projection: exp.Expr) -> exp.Expr | None:
     if isinstance(projection, exp.Alias):
         return projection.args.get("alias")
     return projection.this if isinstance(projection, exp.Column) else None
@@ -372,7 +373,7 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def _kind(node: exp.Expression) -> str:
+def _kind(node: exp.Expr) -> str:
     word = str(node.this).upper() if isinstance(node, exp.Command) else type(node).__name__.upper()
     article = "an" if word[:1] in "AEIOU" else "a"
     return f"{article} {word} {'command' if isinstance(node, exp.Command) else 'statement'}"

@@ -59,11 +59,12 @@ def staging_table_for(config: LoadedConfig, flow_name: str, flow: FlowConfig, so
 
 def with_live_types(table: StagingTable, live: dict[str, SourceColumn], dialect: Dialect) -> StagingTable:
     """The staging table typed as the database has it: what a DBA created is what can be written."""
-    columns = tuple(
-        replace(c, column_type=dialect.stored_type(live[c.name].column_type)) if live[c.name].column_type else c
-        for c in table.columns
-    )
+    columns = tuple(_with_live_type(c, live[c.name].column_type, dialect) for c in table.columns)
     return replace(table, columns=columns)
+
+
+def _with_live_type(column: StagingColumn, live_type: ColumnType | None, dialect: Dialect) -> StagingColumn:
+    return replace(column, column_type=dialect.stored_type(live_type)) if live_type is not None else column
 
 
 def unbounded_decimal_problems(config: LoadedConfig, dialect: Dialect, tables: list[StagingTable]) -> list[str]:

@@ -21,7 +21,7 @@ from agent.contract import ControlTables, version_text
 from agent.dialects import Dialect
 from agent.errors import ConcurrentAgent, UnsupportedValue, WatermarkKeyChanged
 
-_UPDATED_AT = {"updated_at": sa.DateTime()}  # bound through the dialect, which keeps its microseconds
+_UPDATED_AT: dict[str, sa.types.TypeEngine] = {"updated_at": sa.DateTime()}  # bound through the dialect, which keeps its microseconds
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.catalog.model import ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, KeySnapshot, TableSnapshot
 
-Row = tuple[Any, ...]
+Row = Sequence[Any]  # one catalog row (SQLAlchemy's Row, or a tuple), indexed in FIELDS order
 # Column order of every dialect's catalog.sql.
 FIELDS = (
     "kind", "watch_id", "object_name", "position", "column_name", "data_type", "native_type", "char_length",
@@ -65,7 +65,7 @@ class CatalogQuery:
         statement = sa.text(dialect.render("catalog", watched=watched))
         return cls(system, dialect, tuple(tables), statement, params)
 
-    def fetch(self, conn: Connection) -> list[Row]:
+    def fetch(self, conn: Connection) -> Sequence[Row]:
         """The raw catalog rows (one round trip)."""
         return conn.execute(self.statement, self.params).all()  # Rows compare and index like tuples
 

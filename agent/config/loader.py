@@ -19,6 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from agent.config.checks import cross_check
 from agent.config.loaded import LoadedConfig, line_of, suggest
@@ -109,7 +110,7 @@ _TAG_ASKS_FOR = {
     "timestamp": "a date or time (2024-01-31, 2024-01-31 06:00:00)", "binary": "base64 data", "map": "a mapping",
     "seq": "a list", "set": "a set", "omap": "an ordered mapping", "pairs": "a list of pairs",
 }
-_PLAIN_COLLECTION_TAGS = {yaml.MappingNode: f"{_YAML_TAG}map", yaml.SequenceNode: f"{_YAML_TAG}seq"}
+_PLAIN_COLLECTION_TAGS: dict[type[yaml.Node], str] = {yaml.MappingNode: f"{_YAML_TAG}map", yaml.SequenceNode: f"{_YAML_TAG}seq"}
 _MAX_VALUES = 100_000  # aliases can make a small file expand to billions of values
 
 
@@ -218,7 +219,7 @@ def _expand_env(value: str, where: str, problems: list[str]) -> str:
     return ENV_REFERENCE.sub(replace, value)
 
 
-def _describe_error(path: Path, lines: dict, error: dict) -> str:
+def _describe_error(path: Path, lines: dict[tuple[str, ...], int], error: ErrorDetails) -> str:
     loc = tuple(str(part) for part in error["loc"] if not str(part).startswith(("function-", "tagged-union")))
     loc = tuple(part for part in loc if part not in ("ColumnMapping",))
     key = ".".join(loc) or "(top level)"

@@ -18,7 +18,7 @@ from agent.types import ColumnType
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DURATION_UNITS: dict[str | None, Decimal | int] = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 # Far beyond any lag, overlap or poll interval, and far below what timedelta (and the scheduler) can hold.
 MAX_DURATION = timedelta(days=3650)
 _MAX_DURATION_TEXT = "3650d (about 10 years)"

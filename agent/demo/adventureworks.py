@@ -160,7 +160,7 @@ def _template(name: str) -> Table:
 def iter_rows(name: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Yield the rows of table ``name`` as dicts of typed values (None for NULL), in file order."""
     table = _template(name)
-    data_file = resources.files("agent.demo").joinpath("data", "adventureworks", SOURCE_FILES[name])
+    data_file = resources.files("agent.demo") / "data" / "adventureworks" / SOURCE_FILES[name]
     with data_file.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8", newline="") as text:
         reader = csv.reader(text)
         header = [_snake_case(h) for h in next(reader)]

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -246,15 +247,15 @@ class ShopFloor(threading.Thread):
             if now - order.last_change_at < 0.4:
                 continue
             if order.operations:
-                actions.append((1.5, lambda order=order: self.confirm_operation(order)))
+                actions.append((1.5, partial(self.confirm_operation, order)))
             elif now - order.last_change_at > 1.0 and self.log.settled(
                 "work_order", self.identities["work_order"].key_text({"work_order_id": order.work_order_id})
             ):
-                actions.append((1.5, lambda order=order: self.complete_order(order)))
+                actions.append((1.5, partial(self.complete_order, order)))
         for missing in self._missing_hours:
             identity = self.identities["work_order_routing"]
             if self.log.settled("work_order_routing", identity.key_text(missing.row)):
-                actions.append((2.0, lambda missing=missing: self.correct_hours(missing)))
+                actions.append((2.0, partial(self.correct_hours, missing)))
         if not actions:
             return
         weights = [w for w, _ in actions]
@@ -329,7 +330,7 @@ class ShopFloor(threading.Thread):
             "end_date": stamp, "due_date": order.due_date, "scrap_reason_id": reason, "modified_date": stamp,
         }
         what = f"order {order.work_order_id} completed: {order.order_qty - scrapped} good"
-        if scrapped:
+        if reason is not None:  # drawn together with a scrapped quantity of at least 1
             what += f", {scrapped} scrapped ({ref.scrap_reasons[reason]})"
             self.counters.orders_scrapped += 1
         self._write("work_order", row, what, insert=False)

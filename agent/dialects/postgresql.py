@@ -58,7 +58,9 @@ class PostgreSQLDialect(Dialect):
         bind_types: dict[str, sa.types.TypeEngine],
     ) -> None:
         statement = self.load_batch_sql(batch_table, columns)
-        cursor = conn.connection.driver_connection.cursor()
+        driver_connection = conn.connection.driver_connection
+        assert driver_connection is not None, "a connection in use is never detached from its driver connection"
+        cursor = driver_connection.cursor()
         driver_error = conn.dialect.loaded_dbapi.Error
         try:
             with cursor.copy(statement) as copy:

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ class DriftGate:
         self._own_book = book is None
         self.incidents = IncidentLog(config.resolve(config.model.alerts.dir), book or alerts.book_for(config))
         self._dirty: set[str] = set()
-        self._last: dict[str, tuple[int, list[Row], tuple[Diff, ...]]] = {}
+        self._last: dict[str, tuple[int, Sequence[Row], tuple[Diff, ...]]] = {}
         self._locks = {system: threading.Lock() for system in self.queries}
 
     # --- pipeline.Gate ---------------------------------------------------------------------------
@@ -155,9 +156,9 @@ class DriftGate:
         return SystemCheck(system, diffs, incident.text_path(self.incidents.folder))
 
     def _halt_reason(self, flow: str, system: str, check: SystemCheck) -> str:
-        mine = [d for d in check.diffs if d.impact_on(flow)]
-        breaking = sum(1 for d in mine if d.impact_on(flow).breaking)  # type: ignore[union-attr]
-        listed = "; ".join(d.summary() for d in mine[:3]) + ("; ..." if len(mine) > 3 else "")
+        mine = [(diff, impact) for diff in check.diffs if (impact := diff.impact_on(flow)) is not None]
+        breaking = sum(1 for _, impact in mine if impact.breaking)
+        listed = "; ".join(diff.summary() for diff, _ in mine[:3]) + ("; ..." if len(mine) > 3 else "")
         changes = f"{len(mine)} change{'s' if len(mine) != 1 else ''}"
         return (
             f"halted by schema drift on system {system} ({changes}, {breaking} breaking for this flow): {listed}. "

@@ -109,7 +109,7 @@ def _flow_uses(config: LoadedConfig, name: str, flow: FlowConfig) -> list[tuple[
 
 
 def _staging_lengths(flow: FlowConfig) -> tuple[tuple[str, int | None], ...]:
-    sized = []
+    sized: list[tuple[str, int | None]] = []
     for mapping in flow.columns.values():
         if mapping.source and mapping.map is not None:
             sized.append((mapping.source, None))  # codes are mapped: a label is never written as it is

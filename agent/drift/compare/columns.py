@@ -7,7 +7,7 @@ into a table it writes would now fail (a new NOT NULL column without a default).
 
 from __future__ import annotations
 
-from agent.drift.compare.base import TablePair, describe_column, if_used
+from agent.drift.compare.base import Judge, TablePair, describe_column, if_used
 from agent.drift.compare.types import same_type
 from agent.drift.diff import Diff
 from agent.catalog.model import ColumnSnapshot
@@ -42,7 +42,7 @@ def compare(pair: TablePair) -> list[Diff]:
 
 def _renames(dropped: list[ColumnSnapshot], added: list[ColumnSnapshot]) -> list[tuple[ColumnSnapshot, ColumnSnapshot]]:
     """A removed and a new column of the same type at the same position (or the only such pair) look renamed."""
-    pairs = []
+    pairs: list[tuple[ColumnSnapshot, ColumnSnapshot]] = []
     for old in list(dropped):
         candidates = [new for new in added if same_type(old, new) and new not in (p[1] for p in pairs)]
         same_place = [new for new in candidates if new.position == old.position]
@@ -53,7 +53,7 @@ def _renames(dropped: list[ColumnSnapshot], added: list[ColumnSnapshot]) -> list
     return pairs
 
 
-def _added(column: ColumnSnapshot):
+def _added(column: ColumnSnapshot) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
         if use.reads_only:
             return False, "the flow does not read it"
@@ -83,7 +83,7 @@ def _attributes(pair: TablePair, before: ColumnSnapshot, after: ColumnSnapshot) 
     return diffs
 
 
-def _nullable(before: ColumnSnapshot, after: ColumnSnapshot):
+def _nullable(before: ColumnSnapshot, after: ColumnSnapshot) -> Judge:
     name = before.name
 
     def judge(use: TableUse) -> tuple[bool, str]:
@@ -101,7 +101,7 @@ def _nullable(before: ColumnSnapshot, after: ColumnSnapshot):
     return judge
 
 
-def _default(after: ColumnSnapshot):
+def _default(after: ColumnSnapshot) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
         if not use.reads_only and use.columns is not None and after.needs_value_on_insert() and after.name not in use.writes:
             return True, "the agent does not write this column and it now has no default: every insert would fail"
@@ -109,7 +109,7 @@ def _default(after: ColumnSnapshot):
     return judge
 
 
-def _written(name: str):
+def _written(name: str) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
         if not use.reads_only and use.uses(name):
             return True, "the agent writes this column"
@@ -117,7 +117,7 @@ def _written(name: str):
     return judge
 
 
-def _collation(name: str):
+def _collation(name: str) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
         if use.columns is None or name in use.ordered_by:
             return True, "the agent compares or orders by this column: a collation change changes which rows match"

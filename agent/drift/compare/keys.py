@@ -83,7 +83,7 @@ def _foreign_keys(pair: TablePair) -> list[Diff]:
     return diffs
 
 
-def _constraint_on_writes(what: str):
+def _constraint_on_writes(what: str) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
         if use.reads_only:
             return False, f"the flow only reads this table; a {what} does not change what it reads"
@@ -120,18 +120,20 @@ def _unique_index(index: IndexSnapshot | None) -> Guarantee | None:
     return None if index is None or not index.unique else Guarantee("unique index", index.name, index.columns)
 
 
-def _not_breaking(reason: str):
+def _not_breaking(reason: str) -> Judge:
     return lambda use: (False, reason)
 
 
-def _index(old: IndexSnapshot | None, new: IndexSnapshot | None):
+def _index(old: IndexSnapshot | None, new: IndexSnapshot | None) -> Judge:
     def judge(use: TableUse) -> tuple[bool, str]:
-        watermark = use.watermark
-        served_keyset = old is not None and use.reads_only and old.columns[:len(watermark)] == watermark
-        if served_keyset and (new is None or new.columns != old.columns):
+        if old is not None and _serves_keyset(old, use) and (new is None or new.columns != old.columns):
             return False, "this index served the flow's watermark reads: each poll may now scan the whole table"
         return False, "an index does not change what the agent reads or writes"
     return judge
+
+
+def _serves_keyset(index: IndexSnapshot, use: TableUse) -> bool:
+    return use.reads_only and index.columns[:len(use.watermark)] == use.watermark
 
 
 def _key_text(key: KeySnapshot | None) -> str | None:

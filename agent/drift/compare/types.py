@@ -8,7 +8,7 @@ from an enum the agent writes.
 
 from __future__ import annotations
 
-from agent.drift.compare.base import TablePair, if_used
+from agent.drift.compare.base import Judge, TablePair, if_used
 from agent.drift.diff import Diff
 from agent.catalog.model import ColumnSnapshot
 from agent.drift.watch import TableUse
@@ -46,7 +46,7 @@ def compare(pair: TablePair) -> list[Diff]:
     return diffs
 
 
-def _labels(before: ColumnSnapshot, after: ColumnSnapshot):
+def _labels(before: ColumnSnapshot, after: ColumnSnapshot) -> Judge:
     """A label added must fit the staging column (sized for the reviewed labels unless `type:` sizes it)."""
     name = before.name
     added = [label for label in after.labels if label not in before.labels]
