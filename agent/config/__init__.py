@@ -12,13 +12,13 @@ from agent.config.checks import cross_check, suggest
 from agent.config.loader import ENV_REFERENCE, LoadedConfig, load_config
 from agent.config.models import (
     CONTROL_COLUMN_PREFIX, IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, PASSWORD_PLACEHOLDER, AgentConfig,
-    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, GrantsConfig, HttpConfig, Model, Schedule, SnapshotsConfig, SystemConfig,
+    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, FlowRetry, GrantsConfig, HttpConfig, Model, Schedule, SnapshotsConfig, SystemConfig,
     check_login, check_placeholder, parse_duration, split_table,
 )
 
 __all__ = [
     "CONTROL_COLUMN_PREFIX", "ENV_REFERENCE", "IDENTIFIER_PATTERN", "MAX_DURATION", "NAME_PATTERN",
-    "PASSWORD_PLACEHOLDER", "AgentConfig", "AlertsConfig", "ColumnMapping", "Duration", "EmailAlertConfig", "FlowConfig", "GrantsConfig", "HttpConfig",
+    "PASSWORD_PLACEHOLDER", "AgentConfig", "AlertsConfig", "ColumnMapping", "Duration", "EmailAlertConfig", "FlowConfig", "FlowRetry", "GrantsConfig", "HttpConfig",
     "LoadedConfig", "Model", "Schedule", "SnapshotsConfig", "SystemConfig", "check_login", "check_placeholder",
     "cross_check", "load_config", "parse_duration", "split_table", "suggest",
 ]
