@@ -135,7 +135,7 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
     try:
         halt_reason = gate(ctx.name) if gate else None  # a gate that cannot read the catalog fails the run
         if halt_reason:
-            _record_outcome(ctx, HALTED, halt_reason, None)
+            _record_outcome(ctx, HALTED, halt_reason, None, log_failure)
             return report.finish(HALTED, halt_reason, log_failure)
         with _on_system(ctx.flow.target), ctx.target_engine.connect() as conn:
             position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
@@ -154,7 +154,7 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
         message = describe_failure(ctx, exc)
         report.system = system_of(exc)
-        _record_outcome(ctx, FAILED, message, position)
+        _record_outcome(ctx, FAILED, message, position, log_failure)
         return report.finish(FAILED, message, log_failure)
 
 
@@ -219,10 +219,10 @@ def describe_failure(ctx: FlowContext, exc: Exception) -> str:
     return str(exc)
 
 
-def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Watermark | None) -> None:
+def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Watermark | None, log_failure: bool) -> None:
     record = BatchReport(ctx.name, new_batch_id(), utc_now(), outcome=outcome, message=message)
     record.watermark_before = record.watermark_after = position.describe() if position else None
-    record_failure(ctx.target_engine, ctx.target_dialect, ctx.control, record)
+    record_failure(ctx.target_engine, ctx.target_dialect, ctx.control, record, log_failure)
 
 
 def run_once(
@@ -277,6 +277,6 @@ def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: s
     dialect, schema = systems.dialect(flow.target), config.model.systems[flow.target].staging_schema
     assert schema is not None, "check-config guarantees a staging schema for every target"
     record = BatchReport(name, new_batch_id(), utc_now(), outcome=outcome, message=reason)
-    record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record)
+    record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record, log_failure)
     with log_context.flow(name):
         return FlowReport(name).finish(outcome, reason, log_failure)

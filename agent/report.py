@@ -116,13 +116,16 @@ def record_batch(conn: Connection, dialect: Dialect, control: ControlTables, bat
     })
 
 
-def record_failure(engine: Engine, dialect: Dialect, control: ControlTables, batch: BatchReport) -> None:
-    """Best effort: a failed or halted run leaves an agent_run row in its own transaction."""
+def record_failure(engine: Engine, dialect: Dialect, control: ControlTables, batch: BatchReport,
+                   log_failure: bool = True) -> None:
+    """Best effort: a failed or halted run leaves an agent_run row in its own transaction. `log_failure=False`:
+    not being able to is DEBUG (the service logs the failing flow once; the ERP is then usually what is down)."""
     try:
         with engine.begin() as conn:
             record_batch(conn, dialect, control, batch)
     except Exception as exc:  # the ERP may be the thing that is down; the log still has the failure
-        log.warning("flow %s: could not record the %s run in agent_run (%s)", batch.flow, batch.outcome, exc)
+        log.log(logging.WARNING if log_failure else logging.DEBUG, "flow %s: could not record the %s run in agent_run (%s)",
+                batch.flow, batch.outcome, _first_line(exc))
 
 
 @dataclass(frozen=True)
@@ -208,3 +211,8 @@ def _as_utc(value: Any) -> dt.datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -178,6 +178,8 @@ def _on_job_event(event: JobExecutionEvent) -> None:
 
 def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
     """Run until SIGTERM/SIGINT. Returns the exit code."""
+    # APScheduler logs every job run at INFO: 86,400 lines a day per flow at a 1 s cadence. Its warnings stay.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     systems = Systems(config)
     book = alerts.book_for(config)  # one book: drift, failing flows, quarantine and backlog share its outbox
     health = FlowHealth.for_config(config, only)
