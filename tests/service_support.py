@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "alerts"))
 
-from alert_support import SmtpServer, WebhookServer, free_port, subject  # noqa: E402
+from alert_support import SmtpServer, WebhookServer, free_port, subject
 
 __all__ = ["Service", "SmtpServer", "WebhookServer", "free_port", "http_get", "subject", "wait_until"]
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 import dbs
 from agent.demo import adventureworks
-from helpers import cli, make_pair, scalar
+from helpers import cli, make_pair
 from service_support import Service, SmtpServer, WebhookServer, free_port, subject, wait_until
 
 OUTAGE_SECONDS = 30
