@@ -94,3 +94,23 @@ def _unreadable(config: LoadedConfig, name: str, reason: str, create: bool = Fal
                       "service account")
     where = config.where("systems", name, "password_file")
     return f"{where}: cannot read the password of system {name}: {reason}; {what_to_do}"
+
+
+def known_passwords(config: LoadedConfig) -> list[str]:
+    """Every system's password that can be read now, to scrub it from messages (logs, alerts, status)."""
+    found = []
+    for name in config.model.systems:
+        try:
+            password = connection_url(config, name).password
+        except SecretUnavailable:
+            continue
+        if password:
+            found.append(str(password))
+    return found
+
+
+def scrub(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """`text` with every secret replaced by ***."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text

@@ -47,3 +47,14 @@ class SecretUnavailable(ConfigError):
 
     def __init__(self, problem: str):
         super().__init__([problem])
+
+
+def mark_system(exc: BaseException, system: str) -> None:
+    """Remember on `exc` which system it came from (the first mark wins): a failing flow's log line and alert name it."""
+    if getattr(exc, "agent_system", None) is None:
+        exc.agent_system = system  # type: ignore[attr-defined]
+
+
+def system_of(exc: BaseException) -> str | None:
+    """The system `mark_system` recorded on `exc`, or None."""
+    return getattr(exc, "agent_system", None)

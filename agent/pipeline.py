@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from agent.dialects import Dialect
 from agent.catalog.query import CatalogQuery
 from agent.catalog.keyset import missing_guarantee_warning
 from agent.catalog.query import WatchedTable
-from agent.errors import AgentError, SchemaMismatch
+from agent.errors import AgentError, SchemaMismatch, mark_system, system_of
 from agent.mapping import RowMapper
 from agent.read import (
     BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, lag_upper_bound,
@@ -120,31 +121,51 @@ def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[st
     return {name: column.column_type for name, column in source.items()}
 
 
-def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None) -> FlowReport:
-    """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors."""
+def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None,
+             log_failure: bool = True) -> FlowReport:
+    """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors.
+    `log_failure=False`: a failed or halted run is not logged here (the service logs a failure streak once)."""
     with log_context.flow(ctx.name):  # every log line of the run carries the flow's name
-        return _catch_up(ctx, gate, on_batch)
+        return _catch_up(ctx, gate, on_batch, log_failure)
 
 
-def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | None) -> FlowReport:
+def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | None, log_failure: bool) -> FlowReport:
     report = FlowReport(ctx.name)
     position: Watermark | None = None
     try:
         halt_reason = gate(ctx.name) if gate else None  # a gate that cannot read the catalog fails the run
         if halt_reason:
-            _record_outcome(ctx, HALTED, halt_reason, None)
-            return report.finish(HALTED, halt_reason)
-        with ctx.target_engine.connect() as conn:
+            _record_outcome(ctx, HALTED, halt_reason, None, log_failure)
+            return report.finish(HALTED, halt_reason, log_failure)
+        with _on_system(ctx.flow.target), ctx.target_engine.connect() as conn:
             position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
         report.watermark_before = report.watermark_after = position.describe()
-        for page in ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx)):
-            position = _write_page(ctx, page, position, report, on_batch)
+        with _on_system(ctx.flow.source):
+            pages = ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx))
+        while True:
+            with _on_system(ctx.flow.source):
+                page = next(pages, None)
+            if page is None:
+                break
+            with _on_system(ctx.flow.target):
+                position = _write_page(ctx, page, position, report, on_batch)
         report.caught_up = True  # the page loop ends on a short page
         return report.finish()
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
         message = describe_failure(ctx, exc)
-        _record_outcome(ctx, FAILED, message, position)
-        return report.finish(FAILED, message)
+        report.system = system_of(exc)
+        _record_outcome(ctx, FAILED, message, position, log_failure)
+        return report.finish(FAILED, message, log_failure)
+
+
+@contextmanager
+def _on_system(system: str) -> Iterator[None]:
+    """An error raised inside came from `system` (unless an inner block said otherwise)."""
+    try:
+        yield
+    except Exception as exc:
+        mark_system(exc, system)
+        raise
 
 
 def _write_page(
@@ -198,10 +219,10 @@ def describe_failure(ctx: FlowContext, exc: Exception) -> str:
     return str(exc)
 
 
-def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Watermark | None) -> None:
+def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Watermark | None, log_failure: bool) -> None:
     record = BatchReport(ctx.name, new_batch_id(), utc_now(), outcome=outcome, message=message)
     record.watermark_before = record.watermark_after = position.describe() if position else None
-    record_failure(ctx.target_engine, ctx.target_dialect, ctx.control, record)
+    record_failure(ctx.target_engine, ctx.target_dialect, ctx.control, record, log_failure)
 
 
 def run_once(
@@ -249,12 +270,13 @@ def staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> li
     return tables
 
 
-def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: str, outcome: str = HALTED) -> FlowReport:
+def halt_unprepared(config: LoadedConfig, systems: Systems, name: str, reason: str, outcome: str = HALTED,
+                    log_failure: bool = True) -> FlowReport:
     """End a run of a flow that could not be prepared (its tables drifted): record it, move nothing."""
     flow = config.model.flows[name]
     dialect, schema = systems.dialect(flow.target), config.model.systems[flow.target].staging_schema
     assert schema is not None, "check-config guarantees a staging schema for every target"
     record = BatchReport(name, new_batch_id(), utc_now(), outcome=outcome, message=reason)
-    record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record)
+    record_failure(systems.target(flow.target), dialect, ControlTables.in_schema(dialect, schema), record, log_failure)
     with log_context.flow(name):
-        return FlowReport(name).finish(outcome, reason)
+        return FlowReport(name).finish(outcome, reason, log_failure)

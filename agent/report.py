@@ -62,6 +62,7 @@ class FlowReport:
     watermark_before: str = ""
     watermark_after: str = ""
     message: str = ""
+    system: str | None = None  # failed: the system the error came from, when known
     # True when the read ended on a short page: every change up to the read's bound is staged (health: ok,
     # not catching up). Set where the page loop ends (pipeline.run_flow).
     caught_up: bool = False
@@ -75,7 +76,8 @@ class FlowReport:
         self.rows_duplicate += batch.rows_duplicate
         self.rows_quarantined += batch.rows_quarantined
 
-    def finish(self, outcome: str = OK, message: str = "") -> FlowReport:
+    def finish(self, outcome: str = OK, message: str = "", log_failure: bool = True) -> FlowReport:
+        """`log_failure=False`: the caller logs a failed or halted run itself (the service logs a failure streak once)."""
         self.outcome, self.message = outcome, message
         self.seconds = time.monotonic() - self.started
         if outcome == OK:
@@ -86,7 +88,7 @@ class FlowReport:
                 self.flow, self.rows_read, self.rows_written, self.rows_duplicate, self.rows_quarantined,
                 self.batches, self.seconds, self.watermark_after,
             )
-        else:
+        elif log_failure:
             log.error("flow %s %s: %s", self.flow, outcome, message)
         return self
 
@@ -114,13 +116,16 @@ def record_batch(conn: Connection, dialect: Dialect, control: ControlTables, bat
     })
 
 
-def record_failure(engine: Engine, dialect: Dialect, control: ControlTables, batch: BatchReport) -> None:
-    """Best effort: a failed or halted run leaves an agent_run row in its own transaction."""
+def record_failure(engine: Engine, dialect: Dialect, control: ControlTables, batch: BatchReport,
+                   log_failure: bool = True) -> None:
+    """Best effort: a failed or halted run leaves an agent_run row in its own transaction. `log_failure=False`:
+    not being able to is DEBUG (the service logs the failing flow once; the ERP is then usually what is down)."""
     try:
         with engine.begin() as conn:
             record_batch(conn, dialect, control, batch)
     except Exception as exc:  # the ERP may be the thing that is down; the log still has the failure
-        log.warning("flow %s: could not record the %s run in agent_run (%s)", batch.flow, batch.outcome, exc)
+        log.log(logging.WARNING if log_failure else logging.DEBUG, "flow %s: could not record the %s run in agent_run (%s)",
+                batch.flow, batch.outcome, _first_line(exc))
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class FlowStatus:
     pending_rows: int | None
     oldest_pending: str | None
     oldest_pending_age_seconds: float | None
+    quarantine_rows: int = 0  # rows in agent_quarantine now (a DBA removes handled ones); rows_quarantined: ever
+    oldest_quarantined: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -151,6 +158,7 @@ def flow_status(
     backlog = conn.execute(
         dialect.statement("status_backlog", result_types={"oldest_pending": _TIMESTAMP}, staging_table=staging_table), params
     ).one()
+    quarantined, oldest_quarantined = quarantine_count(conn, dialect, control, flow)
     oldest = _as_utc(backlog.oldest_pending)
     age = (dt.datetime.now(dt.timezone.utc) - oldest).total_seconds() if oldest else None
     return FlowStatus(
@@ -164,7 +172,17 @@ def flow_status(
         pending_rows=int(backlog.pending_rows or 0),
         oldest_pending=dialect.to_utc_text(oldest),
         oldest_pending_age_seconds=round(age, 1) if age is not None else None,
+        quarantine_rows=quarantined,
+        oldest_quarantined=dialect.to_utc_text(oldest_quarantined),
     )
+
+
+def quarantine_count(conn: Connection, dialect: Dialect, control: ControlTables, flow: str) -> tuple[int, dt.datetime | None]:
+    """Rows of `flow` in agent_quarantine now, and when the oldest of them was recorded (UTC)."""
+    statement = dialect.statement("status_quarantine", result_types={"oldest_quarantined": _TIMESTAMP},
+                                  quarantine_table=control.quarantine)
+    row = conn.execute(statement, {"flow": flow}).one()
+    return int(row.quarantined_rows or 0), _as_utc(row.oldest_quarantined)
 
 
 def read_flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[str, Any]:
@@ -193,3 +211,8 @@ def _as_utc(value: Any) -> dt.datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

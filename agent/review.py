@@ -122,8 +122,10 @@ def status_statements(config: LoadedConfig, name: str) -> list[Statement]:
         for template, purpose, sql in (
             ("status_totals", "rows moved and quarantined", target.render("status_totals", run_table=control.run)),
             ("status_last_run", "the last run", target.render("status_last_run", run_table=control.run)),
-            ("status_backlog", "PENDING rows and the oldest one",
+            ("status_backlog", "PENDING rows and the oldest one (also the running agent's backlog check)",
              target.render("status_backlog", staging_table=staging_table)),
+            ("status_quarantine", "rows in agent_quarantine now (also the running agent's quarantine check)",
+             target.render("status_quarantine", quarantine_table=control.quarantine)),
         )
     ]
 

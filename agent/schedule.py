@@ -1,34 +1,45 @@
 """Schedule stage: the long-running mode. Each flow polls on its own cadence (`schedule: {every|cron}`).
 
 APScheduler 3 with the defaults that keep a slow run from piling up: one instance per flow, missed runs
-coalesced into one. Flows without a schedule poll every 60 s. Every poll passes the drift gate first; a
-watchdog on the snapshot folder lets an accepted snapshot resume halted flows without a restart.
+coalesced into one, and a worker thread per flow (plus the monitor's), so a flow waiting on a dead database
+never delays another. Flows without a schedule poll every 60 s. Every poll passes the drift gate first; a
+watchdog on the snapshot folder lets an accepted snapshot resume halted flows without a restart. A failed
+poll backs off (agent/retry.py) and the flow resumes from its committed watermark by itself.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
 from datetime import timedelta
 
+import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import pipeline
+from agent import alerts, pipeline
 from agent.config import FlowConfig, LoadedConfig
-from agent.connect import Systems
+from agent.connect import Systems, known_passwords
 from agent.drift.gate import DriftGate
 from agent.drift.watcher import SnapshotWatcher
-from agent.errors import SchemaMismatch, SnapshotError
+from agent.errors import AgentError, SchemaMismatch, SecretUnavailable, SnapshotError, system_of
 from agent.exit_codes import ExitCode
-from agent.report import FAILED, FlowReport
+from agent.health import FlowHealth, HealthServer, HttpBindError
+from agent.monitor import Monitor
+from agent.report import FAILED, HALTED, FlowReport
+from agent.retry import FailureStreak
+from agent.runtime import StatusFile, status_path
 
 log = logging.getLogger("mes_erp_agent")
 DEFAULT_EVERY = timedelta(seconds=60)
+MONITOR_JOB = "monitor"
+SPARE_WORKERS = 2  # the monitor's periodic check, and room for a coalesced late run
 
 
 def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
@@ -42,16 +53,21 @@ def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
 class FlowJob:
     """One flow's scheduled poll: drift gate, then run. The flow's tables are looked up again after one of
     its snapshots was reloaded (an accepted schema change), and when drift kept them from being looked up.
-    `on_batch` is told of each committed batch (the demo's live view)."""
+    `on_batch` is told of each committed batch (the demo's live view); `monitor` of each poll's report.
+
+    After a failed poll the flow backs off: calls during the wait return None at once, without a query."""
 
     def __init__(
         self, config: LoadedConfig, systems: Systems, name: str, gate: pipeline.Gate | None,
-        on_batch: pipeline.BatchListener | None = None,
+        on_batch: pipeline.BatchListener | None = None, monitor: Monitor | None = None,
     ):
         self.config, self.systems, self.name, self.gate = config, systems, name, gate
-        self.on_batch = on_batch
+        self.on_batch, self.monitor = on_batch, monitor
         self.context: pipeline.FlowContext | None = None
         self.generation: object = None
+        self.trigger = trigger_for(config.model.flows[name])
+        self.streak = FailureStreak(name, config.model.retry, known_passwords(config))
+        self.last_outcome: str | None = None
 
     def _generation(self) -> object:
         return self.gate.generation(self.name) if isinstance(self.gate, DriftGate) else None
@@ -62,7 +78,29 @@ class FlowJob:
         self.context = pipeline.prepare(self.config, self.systems, self.name)
         self.generation = generation
 
-    def __call__(self) -> FlowReport:
+    def __call__(self) -> FlowReport | None:
+        if self.streak.waiting():
+            return None
+        report = self._poll()
+        if report.outcome == FAILED:
+            self.streak.failed(report)
+        else:
+            self.streak.succeeded()
+        if report.outcome == HALTED and self.last_outcome != HALTED:
+            log.error("flow %s halted: %s", self.name, report.message)  # once; the drift report says the rest
+        self.last_outcome = report.outcome
+        if self.monitor is not None:
+            self.monitor.after_poll(report, self.next_run())
+        return report
+
+    def next_run(self) -> dt.datetime | None:
+        """When the flow polls next: its schedule's next time, after the backoff wait when it is failing."""
+        now = dt.datetime.now(dt.timezone.utc)
+        if self.streak.retry_at is not None:
+            now += timedelta(seconds=max(0.0, self.streak.retry_at - self.streak.clock()))
+        return self.trigger.get_next_fire_time(None, now)
+
+    def _poll(self) -> FlowReport:
         if self.context is not None and self._generation() != self.generation:
             self.context = None
         if self.context is None:
@@ -71,41 +109,64 @@ class FlowJob:
             except SchemaMismatch as exc:
                 reason = self.gate(self.name) if self.gate else None
                 if reason:
-                    return pipeline.halt_unprepared(self.config, self.systems, self.name, reason)
+                    return pipeline.halt_unprepared(self.config, self.systems, self.name, reason, log_failure=False)
                 message = f"configuration does not match the databases: {exc}"
-                return pipeline.halt_unprepared(self.config, self.systems, self.name, message, FAILED)
+                return pipeline.halt_unprepared(self.config, self.systems, self.name, message, FAILED, log_failure=False)
+            except SecretUnavailable:
+                raise
+            except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:  # a database down while looking up tables
+                report = FlowReport(self.name, system=system_of(exc))
+                return report.finish(FAILED, _first_line(exc), log_failure=False)
         assert self.context is not None
-        return pipeline.run_flow(self.context, self.gate, self.on_batch)
+        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False)
 
 
 def build_scheduler(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None,
     on_batch: pipeline.BatchListener | None = None, scheduler_class: type[BaseScheduler] = BlockingScheduler,
+    monitor: Monitor | None = None,
 ) -> BaseScheduler:
     """One FlowJob per flow, with id the flow's name, on the flow's trigger. `scheduler_class=BackgroundScheduler`
     gives the same jobs, triggers and defaults running in the background (the demo drives its view meanwhile).
+    With a `monitor`, one more job runs its periodic check every `alerts.check_every`.
 
     Raises SchemaMismatch when a flow's tables do not match its configuration (and not because of drift)."""
-    scheduler = scheduler_class(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    flows = config.flows(only)
+    scheduler = scheduler_class(
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        executors={"default": ThreadPoolExecutor(max(10, len(flows) + SPARE_WORKERS))},
+    )
     problems = []
-    for name, flow in config.flows(only).items():
-        job = FlowJob(config, systems, name, gate, on_batch)
+    jobs: list[FlowJob] = []
+    for name in flows:
+        job = FlowJob(config, systems, name, gate, on_batch, monitor)
         try:
             job.prepare()
         except SchemaMismatch as exc:
             if not (gate and gate(name)):
                 problems.append(str(exc))
-        scheduler.add_job(job, trigger_for(flow), id=name, name=f"flow {name}", next_run_time=_now(scheduler))
+        jobs.append(job)
+        scheduler.add_job(job, job.trigger, id=name, name=f"flow {name}", next_run_time=_now(scheduler))
     if problems:
         raise SchemaMismatch("\n".join(problems))
+    if monitor is not None:
+        def check() -> None:
+            monitor.check({job.name: job.context for job in jobs if job.context is not None})
+
+        every = max(config.model.alerts.check_every.total_seconds(), 0.1)
+        scheduler.add_job(check, IntervalTrigger(seconds=every), id=MONITOR_JOB, name="quarantine and backlog check",
+                          next_run_time=_now(scheduler))
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 
 
-def _now(scheduler: BaseScheduler):
-    import datetime as dt
-
+def _now(scheduler: BaseScheduler) -> dt.datetime:
     return dt.datetime.now(scheduler.timezone)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _on_job_event(event: JobExecutionEvent) -> None:
@@ -117,28 +178,41 @@ def _on_job_event(event: JobExecutionEvent) -> None:
 
 def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
     """Run until SIGTERM/SIGINT. Returns the exit code."""
+    # APScheduler logs every job run at INFO: 86,400 lines a day per flow at a 1 s cadence. Its warnings stay.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     systems = Systems(config)
+    book = alerts.book_for(config)  # one book: drift, failing flows, quarantine and backlog share its outbox
+    health = FlowHealth.for_config(config, only)
+    status = StatusFile(status_path(config.resolve(config.model.alerts.dir)), health.snapshot)
+    monitor = Monitor(config, book, health, status)
     try:
-        gate = DriftGate(config, systems, only)
-        scheduler = build_scheduler(config, systems, only, gate)
-    except SnapshotError as exc:
-        log.error("cannot check for schema drift; not starting:\n%s", exc)
-        systems.dispose()
-        return ExitCode.CONFIG
-    except SchemaMismatch as exc:
-        log.error("configuration does not match the databases; not starting:\n%s", exc)
+        gate = DriftGate(config, systems, only, book=book)
+        scheduler = build_scheduler(config, systems, only, gate, monitor=monitor)
+        server = HealthServer(health, config.model.http).start() if config.model.http else None
+    except (SnapshotError, SchemaMismatch, HttpBindError) as exc:
+        what = "cannot check for schema drift" if isinstance(exc, SnapshotError) else (
+            "cannot serve /healthz and /metrics" if isinstance(exc, HttpBindError)
+            else "configuration does not match the databases")
+        log.error("%s; not starting:\n%s", what, exc)
+        book.close()
         systems.dispose()
         return ExitCode.CONFIG
     watcher = SnapshotWatcher(gate).start()  # an accepted snapshot resumes halted flows without a restart
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    log.info("mes-erp-agent running %d flows; stop with Ctrl+C or SIGTERM", len(scheduler.get_jobs()))
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: scheduler.shutdown(wait=False))
+    log.info("mes-erp-agent running %d flows; stop with Ctrl+C or SIGTERM", len(config.flows(only)))
+    status.update(force=True)
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         watcher.stop()
+        if server is not None:
+            server.stop()
         gate.close()
+        book.close()  # alerts still being sent get `alerts.exit_wait`; the rest go out at the next start
+        status.stopped()
         systems.dispose()
     return ExitCode.OK

@@ -174,7 +174,7 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"),
         ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"), ("erp", "watermark_insert"),
         ("erp", "watermark_update"), ("erp", "run_insert"), ("mes", "source_newest"),
-        ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"),
+        ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"), ("erp", "status_quarantine"),
     ]
     assert ("-- 4. read, cursor after: every next batch: rows strictly after the last row read (keyset)\n"
             "--    system mes (mssql), template sql/mssql/read_batch.sql\n"

@@ -1,4 +1,6 @@
-"""`status`: per flow, the watermark, the last run, rows moved and quarantined, the PENDING backlog."""
+"""`status`: per flow, the watermark, the last run, rows moved and quarantined, the PENDING backlog (from the ERP),
+merged with what the running agent reports (state, last successful poll, lag, next run: its status file) and
+the open incidents (the alert outbox). Works whether the agent runs or not."""
 
 from __future__ import annotations
 
@@ -10,43 +12,95 @@ from typing import Any
 import click
 from rich.table import Table
 
+from agent.alerts import IncidentBook
 from agent.cli.common import age_text, config_option, console, errors, load_or_exit
-from agent.connect import Systems
+from agent.config import LoadedConfig
+from agent.connect import Systems, known_passwords, scrub
 from agent.exit_codes import ExitCode
 from agent.report import read_flow_status
+from agent.runtime import is_alive, read_status, status_path
+
+_STATES = {"ok": "ok", "catching_up": "catching up", "halted": "halted on drift", "starting": "starting"}
+_LIVE_KEYS = ("state", "message", "failing_since", "consecutive_failures", "last_success_at", "last_poll_at",
+              "lag_seconds", "next_run")
 
 
 @click.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path, as_json: bool) -> None:
-    """Per flow: watermark, last run, rows moved and quarantined, PENDING backlog and its age."""
+    """Per flow: state, last successful poll, rows moved, lag, quarantine, PENDING backlog, open incidents, next run."""
     config = load_or_exit(config_path)
     systems = Systems(config)
     try:
         statuses = [read_flow_status(config, systems, name) for name in config.model.flows]
     finally:
         systems.dispose()
+    agent = _merge_agent_view(config, statuses)
+    statuses = _scrubbed(statuses, known_passwords(config))
     if as_json:
         click.echo(json.dumps(statuses, indent=2, default=str))
     else:
-        _print_statuses(statuses)
+        _print_statuses(statuses, agent)
     sys.exit(int(ExitCode.FLOW_FAILED if any("error" in s for s in statuses) else ExitCode.OK))
 
 
-def _print_statuses(statuses: list[dict[str, Any]]) -> None:
+def _merge_agent_view(config: LoadedConfig, statuses: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Adds the running agent's figures and the open incidents to each flow; returns the status file (or None)."""
+    folder = config.resolve(config.model.alerts.dir)
+    document = read_status(status_path(folder))
+    running = document is not None and is_alive(document)
+    live = {f["flow"]: f for f in (document or {}).get("flows", [])} if running else {}
+    incidents = IncidentBook(folder, []).open_incidents()  # reads the outbox; sends nothing
+    for s in statuses:
+        flow = live.get(s["flow"], {})
+        s["agent_running"] = running
+        s["agent_last_seen"] = (document or {}).get("written_at")
+        for key in _LIVE_KEYS:
+            s[key] = flow.get(key)
+        s["open_incidents"] = [i.title for i in incidents if s["flow"] in (i.flow or "").split(", ")]
+    return document
+
+
+def _scrubbed(statuses: list[dict[str, Any]], secrets: list[str]) -> list[dict[str, Any]]:
+    """Every text without a password (driver messages may quote a connection string)."""
+    return [{k: scrub(v, secrets) if isinstance(v, str) else v for k, v in s.items()} for s in statuses]
+
+
+def _state_text(s: dict[str, Any]) -> str:
+    if not s["agent_running"]:
+        return "agent not running"
+    if s["state"] == "failing":
+        return f"failing since {s['failing_since']}"
+    return _STATES.get(s["state"] or "", s["state"] or "-")
+
+
+def _print_statuses(statuses: list[dict[str, Any]], agent: dict[str, Any] | None) -> None:
     table = Table(title="mes-erp-agent status")
-    for column in ("flow", "watermark", "last run (UTC)", "outcome", "rows moved", "quarantined", "pending", "oldest pending age"):
+    for column in ("flow", "state", "last success (UTC)", "watermark", "last run (UTC)", "outcome", "rows moved", "lag",
+                   "quarantined", "in quarantine", "pending", "oldest pending age", "open incidents", "next run (UTC)"):
         table.add_column(column)
     for s in statuses:
+        live = (_state_text(s), s["last_success_at"] or "-")
         if "error" in s:
-            table.add_row(s["flow"], "-", "-", "unreadable", "-", "-", "-", "-")
+            table.add_row(s["flow"], *live, "-", "-", "unreadable", "-", "-", "-", "-", "-", "-",
+                          str(len(s["open_incidents"])), s["next_run"] or "-")
             continue
-        table.add_row(s["flow"], s["watermark"], s["last_run_at"] or "never", s["last_outcome"] or "-",
-                      str(s["rows_moved"]), str(s["rows_quarantined"]), str(s["pending_rows"]),
-                      age_text(s["oldest_pending_age_seconds"]))
+        table.add_row(s["flow"], *live, s["watermark"], s["last_run_at"] or "never", s["last_outcome"] or "-",
+                      str(s["rows_moved"]), age_text(s["lag_seconds"]), str(s["rows_quarantined"]),
+                      str(s["quarantine_rows"]), str(s["pending_rows"]), age_text(s["oldest_pending_age_seconds"]),
+                      str(len(s["open_incidents"])), s["next_run"] or "-")
     console.print(table)
+    if agent is None:
+        console.print("The agent has not run here yet (no status file): figures are from the ERP only.")
+    elif not statuses or not statuses[0]["agent_running"]:
+        console.print(f"The agent is not running (last seen {agent.get('written_at')} on {agent.get('host')}, "
+                      f"pid {agent.get('pid')}): figures are from the ERP only. Start it with: mes-erp-agent run -c FILE")
     for s in statuses:
         if "error" in s:
             errors.print(f"flow {s['flow']}: cannot read its status on system {s['system']} ({s['url']}): {s['error']}",
                          markup=False, highlight=False, soft_wrap=True)
+        for title in s["open_incidents"]:
+            console.print(f"flow {s['flow']}: open incident: {title}", markup=False, highlight=False, soft_wrap=True)
+        if s.get("message") and s["state"] == "failing":
+            console.print(f"flow {s['flow']}: {s['message']}", markup=False, highlight=False, soft_wrap=True)

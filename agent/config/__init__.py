@@ -13,13 +13,13 @@ from agent.config.loaded import LoadedConfig, suggest
 from agent.config.loader import ENV_REFERENCE, load_config
 from agent.config.models import (
     CONTROL_COLUMN_PREFIX, IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, PASSWORD_PLACEHOLDER, AgentConfig,
-    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, GrantsConfig, HttpConfig, Model, Schedule,
-    SnapshotsConfig, SystemConfig, check_login, check_placeholder, parse_duration, split_table,
+    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, FlowRetry, GrantsConfig, HttpConfig, Model,
+    Schedule, SnapshotsConfig, SystemConfig, check_login, check_placeholder, parse_duration, split_table,
 )
 
 __all__ = [
     "CONTROL_COLUMN_PREFIX", "ENV_REFERENCE", "IDENTIFIER_PATTERN", "MAX_DURATION", "NAME_PATTERN",
     "PASSWORD_PLACEHOLDER", "AgentConfig", "AlertsConfig", "ColumnMapping", "Duration", "EmailAlertConfig", "FlowConfig",
-    "GrantsConfig", "HttpConfig", "LoadedConfig", "Model", "Schedule", "SnapshotsConfig", "SystemConfig", "check_login",
+    "FlowRetry", "GrantsConfig", "HttpConfig", "LoadedConfig", "Model", "Schedule", "SnapshotsConfig", "SystemConfig", "check_login",
     "check_placeholder", "cross_check", "load_config", "parse_duration", "split_table", "suggest",
 ]

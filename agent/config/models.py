@@ -292,6 +292,8 @@ class AlertRetry(Model):
 
 class AlertsConfig(Model):
     dir: FilePath = Path("alerts")
+    # How often the running agent checks quarantine and backlog (ERP queries of their own, kept off the polls).
+    check_every: Duration = timedelta(seconds=30)
     webhook: WebhookAlertConfig | None = None
     email: EmailAlertConfig | None = None
     apprise: list[str] = []
@@ -325,11 +327,25 @@ class HttpConfig(Model):
         return int(self.bind.rpartition(":")[2])
 
 
+class FlowRetry(Model):
+    """A failed poll: the flow waits before it touches a database again, the wait growing (with jitter) up to max_wait."""
+
+    first_wait: Duration = timedelta(seconds=1)
+    max_wait: Duration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FlowRetry:
+        if self.first_wait <= timedelta(0) or self.max_wait < self.first_wait:
+            raise ValueError("expected 0 < first_wait <= max_wait, e.g. {first_wait: 1s, max_wait: 1m}")
+        return self
+
+
 class AgentConfig(Model):
     systems: dict[str, SystemConfig] = Field(min_length=1)
     flows: dict[str, FlowConfig] = Field(min_length=1)
     snapshots: SnapshotsConfig = SnapshotsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    retry: FlowRetry = FlowRetry()  # every flow's retry after a failed poll (database down, refused, restarting)
     http: HttpConfig | None = None  # None: no HTTP endpoint
 
 

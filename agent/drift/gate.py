@@ -30,7 +30,7 @@ from agent.catalog.model import SystemSnapshot
 from agent.drift.policy import decide, decision_for
 from agent.drift.render import DriftReport
 from agent.drift.watch import TableUse, systems_of, uses_by_system, watched_tables
-from agent.errors import SnapshotError
+from agent.errors import SnapshotError, mark_system
 
 log = logging.getLogger("mes_erp_agent")
 
@@ -127,7 +127,12 @@ class DriftGate:
             self._reload_if_dirty(system)
             if system in self.problems:
                 return SystemCheck(system, (), problem=self.problems[system])
-            return self._record(system, self.compare(system))
+            try:
+                diffs = self.compare(system)
+            except Exception as exc:  # the system is unreachable: the failing flow's log line and alert name it
+                mark_system(exc, system)
+                raise
+            return self._record(system, diffs)
 
     def compare(self, system: str) -> tuple[Diff, ...]:
         """The differences between the live schema and the snapshot (one catalog query; nothing recorded)."""

@@ -1,0 +1,134 @@
+"""The running agent's monitor: after every poll it feeds FlowHealth and opens or resolves `flow_failing`;
+a periodic check (every `alerts.check_every`, off the polls so they stay cheap) measures lag and backlog and
+opens or resolves `quarantine` and `backlog` incidents. Every incident goes through the agent's one IncidentBook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from agent.alerts import IncidentBook, kinds
+from agent.config import LoadedConfig
+from agent.connect import known_passwords, scrub
+from agent.contract import QUARANTINE_TABLE
+from agent.errors import AgentError
+from agent.health import FlowHealth, measure
+from agent.pipeline import FlowContext
+from agent.report import FAILED, FlowReport, quarantine_count
+from agent.retry import first_line
+from agent.runtime import StatusFile
+
+log = logging.getLogger("mes_erp_agent")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+class Monitor:
+    """Thread-safe as far as it needs to be: each flow's polls call it from that flow's job only."""
+
+    def __init__(self, config: LoadedConfig, book: IncidentBook, health: FlowHealth, status: StatusFile | None = None,
+                 clock: Clock = utc_now):
+        self.config, self.book, self.health, self.status, self.clock = config, book, health, status, clock
+        self.alerts = config.model.alerts
+        self.secrets = known_passwords(config)
+        self._failing_since: dict[str, dt.datetime] = {}
+        self._attempts: dict[str, int] = {}
+
+    # --- after every poll ------------------------------------------------------------------------
+    def after_poll(self, report: FlowReport, next_run: dt.datetime | None = None) -> None:
+        self.health.record(report)
+        self.health.set_next_run(report.flow, next_run)
+        if report.outcome == FAILED:
+            self._failed(report)
+        else:
+            self._recovered(report.flow)
+        self.count_open_incidents()
+        if self.status is not None:
+            self.status.update()
+
+    def _failed(self, report: FlowReport) -> None:
+        flow, now = report.flow, self.clock()
+        since = self._failing_since.setdefault(flow, now)
+        self._attempts[flow] = self._attempts.get(flow, 0) + 1
+        if now - since < self.alerts.failing_for or self.book.current(f"flow_failing:{flow}") is not None:
+            return
+        config = self.config.model.flows[flow]
+        table = config.table or str(config.query)
+        error = first_line(scrub(report.message, self.secrets))
+        self.book.open(kinds.flow_failing(flow, report.system, table, error, since, self.alerts.failing_for,
+                                          self._attempts[flow], self.config.path))
+
+    def _recovered(self, flow: str) -> None:
+        attempts = self._attempts.pop(flow, 0)
+        self._failing_since.pop(flow, None)
+        incident = self.book.current(f"flow_failing:{flow}")
+        if incident is not None:
+            self._resolve(kinds.flow_recovered(incident, self.clock(), attempts))
+
+    # --- periodic ----------------------------------------------------------------------------------
+    def check(self, contexts: dict[str, FlowContext]) -> None:
+        """Lag, backlog and quarantine of every prepared flow; a flow whose ERP cannot be read is left as it is."""
+        for name, ctx in contexts.items():
+            try:
+                self._check_flow(ctx)
+            except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # the flow's own polls report the outage
+                log.debug("flow %s: quarantine and backlog not checked: %s", name, first_line(scrub(str(exc), self.secrets)))
+        self.count_open_incidents()
+        if self.status is not None:
+            self.status.update(force=True)
+
+    def _check_flow(self, ctx: FlowContext) -> None:
+        now = self.clock()
+        measurement = measure(ctx, now)
+        self.health.record_measurement(ctx.name, measurement)
+        if measurement.pending_rows is not None:
+            self._check_backlog(ctx, measurement.pending_rows, measurement.oldest_pending_age_seconds, now)
+        with ctx.target_engine.connect() as conn:
+            rows, oldest = quarantine_count(conn, ctx.target_dialect, ctx.control, ctx.name)
+        self._check_quarantine(ctx, rows, oldest, now)
+
+    def _check_backlog(self, ctx: FlowContext, pending: int, age: float | None, now: dt.datetime) -> None:
+        limit = self.alerts.backlog.max_pending_age
+        key = f"backlog:{ctx.name}"
+        incident = self.book.current(key)
+        if pending and age is not None and age > limit.total_seconds():
+            if incident is None:
+                oldest = now - dt.timedelta(seconds=round(age))
+                table = f"{ctx.staging.schema}.{ctx.staging.name}"
+                self.book.open(kinds.backlog(ctx.name, ctx.flow.target, table, pending, oldest, limit, now))
+        elif incident is not None:
+            self._resolve(kinds.backlog_resolved(incident, pending, now))
+
+    def _check_quarantine(self, ctx: FlowContext, rows: int, oldest: dt.datetime | None, now: dt.datetime) -> None:
+        limit = self.alerts.quarantine.max_rows
+        incident = self.book.current(f"quarantine:{ctx.name}")
+        if rows > limit:
+            if incident is None:
+                table = f"{ctx.staging.schema}.{QUARANTINE_TABLE}"
+                self.book.open(kinds.quarantine(ctx.name, ctx.flow.target, table, rows, limit, oldest, now))
+        elif incident is not None:
+            self._resolve(kinds.quarantine_resolved(incident, rows, limit, now))
+
+    # --- shared ------------------------------------------------------------------------------------
+    def count_open_incidents(self) -> None:
+        """Per flow, the open incidents that name it (drift names every flow it halts)."""
+        counts = dict.fromkeys(self.health_flows(), 0)
+        for incident in self.book.open_incidents():
+            for flow in (incident.flow or "").split(", "):
+                if flow in counts:
+                    counts[flow] += 1
+        for flow, count in counts.items():
+            self.health.set_open_incidents(flow, count)
+
+    def health_flows(self) -> list[str]:
+        return [f["flow"] for f in self.health.snapshot()]
+
+    def _resolve(self, resolved: kinds.Resolved) -> None:
+        self.book.resolve(resolved.key, resolved.title, resolved.body, resolved.data, resolved.at)

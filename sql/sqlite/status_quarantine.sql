@@ -1,0 +1,6 @@
+-- Quarantined source rows of a flow and when the oldest was recorded: `status`, and the running agent's
+-- periodic check against `alerts.quarantine.max_rows`.
+-- Parameters: :flow
+SELECT COUNT(*) AS quarantined_rows, MIN(quarantined_at) AS oldest_quarantined
+FROM {{ quarantine_table }}
+WHERE flow = :flow
