@@ -43,9 +43,9 @@ def test_the_configuration_imports_no_module_that_imports_it():
     inside = {f"agent.config.{p.stem}" for p in (ROOT / "agent" / "config").glob("*.py")} | {"agent.config"}
     imports = set().union(*(imported_modules(p) for p in (ROOT / "agent" / "config").glob("*.py")))
     assert sorted(m for m in imports if m.startswith("agent") and m not in inside) == [
-        "agent", "agent.errors", "agent.types",  # `agent`: `from agent import dialects, source_query`
+        "agent", "agent.contract", "agent.errors", "agent.types",  # `agent`: `from agent import dialects, source_query`
     ]
-    for module in ("agent/dialects/__init__.py", "agent/dialects/base.py", "agent/errors.py", "agent/types.py",
+    for module in ("agent/contract.py", "agent/dialects/__init__.py", "agent/dialects/base.py", "agent/errors.py", "agent/types.py",
                    "agent/source_query.py"):
         assert not {m for m in imported_modules(ROOT / module) if m.startswith("agent.config")}, module
 
