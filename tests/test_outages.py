@@ -1,6 +1,7 @@
 """Outages survived, for real: while `mes-erp-agent run` runs two flows (one on PostgreSQL, one on MariaDB) at a
-1 s cadence, first the PostgreSQL ERP refuses connections for 30 s (ALLOW_CONNECTIONS false and the agent's
-sessions terminated), then the MariaDB MES does (the agent's login locked and its connections killed).
+1 s cadence, each of the four databases refuses connections for 30 s in turn: the PostgreSQL ERP, the MariaDB
+MES, the PostgreSQL MES (ALLOW_CONNECTIONS false and the agent's sessions terminated) and the MariaDB ERP (the
+agent's login locked and its connections killed).
 
 Each time: the other flow keeps polling (its new rows arrive during the outage), the affected flow resumes by
 itself, staging holds every source (key, version) exactly once, /healthz is 503 during and 200 after, the log
@@ -45,6 +46,8 @@ class Plant:
     my_staging: str
     login: str
     password: str  # the MariaDB MES login's: it appears in the password file only
+    erp_login: str
+    erp_password: str  # the MariaDB ERP login's, likewise
 
     def insert(self, system: str, first_id: int, count: int) -> None:
         url, table = (self.pg_mes, "production.work_order") if system == "pg" else \
@@ -118,12 +121,17 @@ def plant(db_factory, tmp_path_factory) -> Iterator[Plant]:
     admin(dbs.mysql_admin_url(), f"CREATE USER '{login}'@'%' IDENTIFIED BY '{password}'",
           f"GRANT SELECT ON `{my.mes_schema}`.* TO '{login}'@'%'")
     (folder / "mes.password").write_text(password + "\n", encoding="utf-8")
+    erp_login, erp_password = f"mea_oe_{secrets.token_hex(3)}", "Pw8" + secrets.token_hex(12)
+    admin(dbs.mysql_admin_url(), f"CREATE USER '{erp_login}'@'%' IDENTIFIED BY '{erp_password}'",
+          f"GRANT ALL ON `{make_url(my.erp_url).database}`.* TO '{erp_login}'@'%'",
+          f"GRANT ALL ON `{my.staging_schema}`.* TO '{erp_login}'@'%'")
+    (folder / "erp.password").write_text(erp_password + "\n", encoding="utf-8")
     made = Plant(folder, folder / "agent.yaml", pg.mes_url, pg.erp_url, my.mes_url, str(my.mes_schema), my.erp_url,
-                 my.staging_schema, login, password)
+                 my.staging_schema, login, password, erp_login, erp_password)
     try:
         yield made
     finally:
-        admin(dbs.mysql_admin_url(), f"DROP USER IF EXISTS '{login}'@'%'")
+        admin(dbs.mysql_admin_url(), f"DROP USER IF EXISTS '{login}'@'%'", f"DROP USER IF EXISTS '{erp_login}'@'%'")
 
 
 def write_agent_config(plant: Plant, webhook: WebhookServer, smtp: SmtpServer, http_port: int) -> None:
@@ -133,12 +141,13 @@ def write_agent_config(plant: Plant, webhook: WebhookServer, smtp: SmtpServer, h
                 "schedule": {"every": "1s"}}
 
     my_mes = make_url(plant.my_mes_admin).set(username=plant.login).render_as_string(hide_password=False)
+    my_erp = make_url(plant.my_erp).set(username=plant.erp_login).render_as_string(hide_password=False)
     document = {
         "systems": {
             "pg_mes": {"url": plant.pg_mes},
             "pg_erp": {"url": plant.pg_erp, "staging_schema": "staging"},
             "my_mes": {"url": my_mes, "password_file": "mes.password"},
-            "my_erp": {"url": plant.my_erp, "staging_schema": plant.my_staging},
+            "my_erp": {"url": my_erp, "password_file": "erp.password", "staging_schema": plant.my_staging},
         },
         "flows": {"pg_orders": flow("pg_mes", "pg_erp", "production.work_order"),
                   "my_orders": flow("my_mes", "my_erp", f"{plant.my_mes_db}.work_order")},
@@ -161,13 +170,16 @@ def flow_state(service: Service, flow: str) -> str:
     return next(f["state"] for f in service.healthz_body()["flows"] if f["flow"] == flow)
 
 
-def outage(plant: Plant, service: Service, down: str, refuse, other: str, next_id: int) -> dict:
-    """One 30 s outage of the system of flow `down`; rows go into both sources meanwhile. Returns what was seen."""
+def outage(plant: Plant, service: Service, down: str, refuse, other: str, next_id: int, mes_down: bool,
+           writable_during: bool = True) -> dict:
+    """One 30 s outage of the system of flow `down`; rows go into both sources meanwhile (into the down flow's
+    source once it is back, when the outage refuses the test's own connections too). Returns what was seen."""
     seen: dict = {}
     started = time.monotonic()
     refuse(True)
     try:
-        plant.insert(down[:2], next_id, 5)
+        if writable_during:
+            plant.insert(down[:2], next_id, 5)
         plant.insert(other[:2], next_id, 5)
         wait_until(lambda: service.healthz() == 503, 15, f"/healthz 503 while {down} fails")
         seen["other_rows_during"] = wait_until(lambda: len(plant.staged(other[:2])) == ROWS + next_id // 1000 * 5, 15,
@@ -175,11 +187,13 @@ def outage(plant: Plant, service: Service, down: str, refuse, other: str, next_i
         seen["state_during"] = flow_state(service, down)
         seen["status_during"] = cli("status", "-c", str(plant.config), "--json").output
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))
-        if down == "my_orders":  # the ERP is readable in an MES outage: nothing of this outage's rows yet
+        if mes_down:  # the ERP is readable in an MES outage: nothing of this outage's rows yet
             assert len(plant.staged(down[:2])) == ROWS + (next_id // 1000 - 1) * 5
         seen["restored_at"] = time.monotonic()
     finally:
         refuse(False)
+    if not writable_during:
+        plant.insert(down[:2], next_id, 5)
     seen["resumed"] = wait_until(lambda: len(plant.staged(down[:2])) == ROWS + next_id // 1000 * 5, 20,
                                  f"{down} resuming by itself")
     wait_until(lambda: service.healthz() == 200, 15, "/healthz 200 after the recovery")
@@ -195,10 +209,18 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
         wait_until(lambda: len(plant.staged("pg")) == ROWS and len(plant.staged("my")) == ROWS, 60, "the initial rows")
         wait_until(lambda: service.healthz() == 200, 15, "/healthz 200 once both flows caught up")
 
-        erp = outage(plant, service, "pg_orders", lambda r: pg_refuse(make_url(plant.pg_erp).database, r), "my_orders", 1000)
+        erp = outage(plant, service, "pg_orders", lambda r: pg_refuse(make_url(plant.pg_erp).database, r), "my_orders",
+                     1000, mes_down=False)
         wait_until(lambda: len(webhook.posts) == 2 and len(smtp.mails) == 2, 20, "the ERP outage's two alerts")
-        mes = outage(plant, service, "my_orders", lambda r: mysql_refuse(plant.login, r), "pg_orders", 2000)
+        mes = outage(plant, service, "my_orders", lambda r: mysql_refuse(plant.login, r), "pg_orders", 2000,
+                     mes_down=True)
         wait_until(lambda: len(webhook.posts) == 4 and len(smtp.mails) == 4, 20, "the MES outage's two alerts")
+        pg_mes = outage(plant, service, "pg_orders", lambda r: pg_refuse(make_url(plant.pg_mes).database, r),
+                        "my_orders", 3000, mes_down=True, writable_during=False)
+        wait_until(lambda: len(webhook.posts) == 6 and len(smtp.mails) == 6, 20, "the PostgreSQL MES outage's alerts")
+        my_erp = outage(plant, service, "my_orders", lambda r: mysql_refuse(plant.erp_login, r), "pg_orders", 4000,
+                        mes_down=False)
+        wait_until(lambda: len(webhook.posts) == 8 and len(smtp.mails) == 8, 20, "the MariaDB ERP outage's alerts")
         metrics = service.metrics()
         status_running = cli("status", "-c", str(plant.config), "--json").output
     finally:
@@ -207,7 +229,7 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
         smtp.stop()
     assert code == 0, service.log[-3000:]
 
-    for seen in (erp, mes):
+    for seen in (erp, mes, pg_mes, my_erp):
         assert seen["state_during"] == "failing"
         assert seen["other_rows_during"] < seen["restored_at"]  # the other flow kept polling during the outage
     erp_status = {s["flow"]: s for s in json.loads(erp["status_during"])}
@@ -218,7 +240,7 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
 
     for system in ("pg", "my"):  # every source (key, version) exactly once
         staged = plant.staged(system)
-        assert len(staged) == len(set(staged)) == ROWS + 10
+        assert len(staged) == len(set(staged)) == ROWS + 20
         assert set(staged) == plant.source_versions(system)
 
     titles = [b["title"] for b in webhook.bodies()]
@@ -226,6 +248,8 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
     assert [t.split(":")[0] for t in titles] == [
         f"Flow pg_orders failing on {pg_erp}", "Flow pg_orders recovered",
         f"Flow my_orders failing on {my_mes}", "Flow my_orders recovered",
+        "Flow pg_orders failing on system pg_mes", "Flow pg_orders recovered",
+        "Flow my_orders failing on system my_erp", "Flow my_orders recovered",
     ]
     assert [subject(m) for m in smtp.mails] == titles
     database = make_url(plant.pg_erp).database
@@ -240,11 +264,12 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
     assert "What to do:\n" in body
 
     log = service.log.splitlines()
-    for flow, system in (("pg_orders", "pg_erp"), ("my_orders", "my_mes")):
-        failing = [line for line in log if f"flow {flow} is failing" in line]
+    for flow, systems in (("pg_orders", ("pg_erp", "pg_mes")), ("my_orders", ("my_mes", "my_erp"))):
+        failing = [line for line in log if f"flow {flow} is failing" in line]  # once per outage, not per retry
         recovered = [line for line in log if f"flow {flow} recovered after" in line]
-        assert len(failing) == 1 and " ERROR " in failing[0] and f"on system {system}: database error" in failing[0], failing
-        assert len(recovered) == 1 and " INFO " in recovered[0], recovered
+        assert len(failing) == 2 and all(" ERROR " in line for line in failing), failing
+        assert [f"on system {s}: database error" in line for s, line in zip(systems, failing)] == [True, True], failing
+        assert len(recovered) == 2 and all(" INFO " in line for line in recovered), recovered
     assert not [line for line in log if " WARNING " in line and "PRIVILEGES" not in line and line.startswith("20")], log
 
     status_stopped = cli("status", "-c", str(plant.config))
@@ -252,4 +277,4 @@ def test_the_erp_and_then_the_mes_refuse_connections_for_30s_and_the_flows_resum
     everything = [service.log, metrics, status_running, status_stopped.output, erp["status_during"], mes["status_during"],
                   json.dumps(webhook.bodies()), *(m.as_string() for m in smtp.mails),
                   *(p.read_text() for p in (plant.folder / "alerts").iterdir())]
-    assert [i for i, text in enumerate(everything) if plant.password in text] == []
+    assert [i for i, text in enumerate(everything) if plant.password in text or plant.erp_password in text] == []
