@@ -1,5 +1,5 @@
-"""ERP backlog and quarantine incidents from the running agent, for real (PostgreSQL, `mes-erp-agent run` as a
-subprocess, an HTTP webhook): PENDING rows older than `alerts.backlog.max_pending_age` alert once and resolve once
+"""ERP backlog and quarantine incidents from the running agent, for real (PostgreSQL and MariaDB, `mes-erp-agent run`
+as a subprocess, an HTTP webhook): PENDING rows older than `alerts.backlog.max_pending_age` alert once and resolve once
 when the ERP's import job takes them; quarantined rows above `alerts.quarantine.max_rows` likewise, resolved when
 a DBA removes the handled ones. `status` shows the running agent's view, then says it is not running.
 Also the `config_rejected` incident's message (the reload that raises it comes later) and the flow's backoff."""
@@ -13,6 +13,7 @@ import time
 import logging
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from agent.alerts import kinds
@@ -24,8 +25,10 @@ from helpers import cli, prepare_erp, write_config
 from service_support import Service, WebhookServer, free_port, wait_until
 
 
-def test_backlog_and_quarantine_alert_once_and_resolve_once(db_factory, tmp_path):
-    pair = new_pair(db_factory, "postgresql", "bl")
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_backlog_and_quarantine_alert_once_and_resolve_once(db_factory, tmp_path, kind):
+    pair = new_pair(db_factory, kind, f"bl_{kind[:2]}")
+    staging = f"{pair.staging_schema}.stg_work_order"
     webhook = WebhookServer().start()
     service = Service(tmp_path / "agent.yaml", free_port())
     flow = flow_config(pair, schedule={"every": "1s"})
@@ -41,9 +44,9 @@ def test_backlog_and_quarantine_alert_once_and_resolve_once(db_factory, tmp_path
         wait_until(lambda: len(webhook.posts) == 2, 30, "the backlog and quarantine alerts")
         running = json.loads(cli("status", "-c", str(service.config), "--json").output)[0]
         with erp.begin() as conn:  # the ERP's import job takes the rows
-            conn.execute(sa.text("UPDATE staging.stg_work_order SET stg_status = 'DONE'"))
+            conn.execute(sa.text(f"UPDATE {staging} SET stg_status = 'DONE'"))
         with erp.begin() as conn:  # a DBA removes the handled quarantine rows
-            conn.execute(sa.text("DELETE FROM staging.agent_quarantine"))
+            conn.execute(sa.text(f"DELETE FROM {pair.staging_schema}.agent_quarantine"))
         wait_until(lambda: len(webhook.posts) == 4, 30, "both resolutions")
         time.sleep(3)  # more checks run: nothing is sent again
     finally:
@@ -54,8 +57,8 @@ def test_backlog_and_quarantine_alert_once_and_resolve_once(db_factory, tmp_path
     titles = sorted(b["title"] for b in webhook.bodies())
     assert len(titles) == 4, titles
     backlog, quarantine = [t for t in titles if "backlog" in t], [t for t in titles if "quarantin" in t]
-    assert backlog[0] == "ERP backlog cleared on staging.stg_work_order"
-    assert backlog[1].startswith(f"ERP backlog on staging.stg_work_order: {ROWS - quarantined} rows PENDING since ")
+    assert backlog[0] == f"ERP backlog cleared on {staging}"
+    assert backlog[1].startswith(f"ERP backlog on {staging}: {ROWS - quarantined} rows PENDING since ")
     assert quarantine == [f"Flow work_orders: {quarantined} rows quarantined (limit 0)",
                           "Flow work_orders: quarantine within limit again"]
     assert running["agent_running"] is True and running["state"] == "ok" and running["quarantine_rows"] == quarantined
