@@ -43,7 +43,6 @@ Gate = Callable[[str], "str | None"]
 # Called after each committed batch (the demo shows progress with it).
 BatchListener = Callable[[BatchReport], None]
 
-log = logging.getLogger("mes_erp_agent")
 
 
 @dataclass(frozen=True)
