@@ -23,7 +23,7 @@ from agent.drift.gate import DriftGate
 from agent.health import FlowHealth
 from agent.report import BatchReport, FlowReport
 from agent.schedule import FlowJob
-from helpers import Pair, cli, make_pair, prepare_erp, run_script, table_name, work_order_flow, write_config
+from helpers import Pair, cli, drop_login, make_pair, prepare_erp, run_script, table_name, work_order_flow, write_config
 
 FLOW = "work_orders"
 ROWS = 120
@@ -201,19 +201,7 @@ def agent_login(pair: Pair, admin_folder: Path) -> Iterator[Login]:
         yield Login(login, password, Pair(pair.kind, as_login["mes_url"], as_login["erp_url"], pair.mes_schema,
                                           pair.staging_schema, pair.attach))
     finally:
-        _drop_login(login, [pair.mes_url, pair.erp_url])
-
-
-def _drop_login(login: str, urls: list[str]) -> None:
-    for url in urls:
-        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{login}"')
-        engine.dispose()
-    engine = sa.create_engine(dbs.pg_admin_url(), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{login}"')
-    engine.dispose()
+        drop_login("postgresql", login, [pair.mes_url, pair.erp_url])
 
 
 def password_config(login: Login, folder: Path, **extra: Any) -> Path:

@@ -152,3 +152,26 @@ def with_odbc_source(pair: Pair) -> Pair:
     from dataclasses import replace
 
     return replace(pair, mes_url=dbs.url_for("mysql_odbc", make_url(pair.mes_url).database))
+
+
+def drop_login(kind: str, login: str, urls: list[str]) -> None:
+    """Remove a login a test made from a grants script (PostgreSQL: its privileges in each database first)."""
+    import dbs
+
+    if kind == "postgresql":
+        for url in urls:  # privileges live in each database; DROP ROLE needs them gone
+            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'DROP OWNED BY "{login}"')
+            engine.dispose()
+        admin_url = dbs.pg_admin_url()
+        statement = f'DROP ROLE IF EXISTS "{login}"'
+    elif kind.startswith("mysql"):
+        admin_url = dbs.mysql_admin_url()
+        statement = f"DROP USER IF EXISTS '{login}'@'%'"
+    else:
+        return
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(statement))  # not exec_driver_sql: pymysql would read the host's % as a format
+    engine.dispose()

@@ -16,13 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-import dbs
 from agent import privileges
 from agent.exit_codes import ExitCode
 from agent.config import load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
-from helpers import Pair, cli, make_pair, run_script, table_name, work_order_flow, write_config
+from helpers import Pair, cli, drop_login, make_pair, run_script, table_name, work_order_flow, write_config
 
 ROWS = 300
 QUERY = """\
@@ -104,24 +103,7 @@ def setup(request, db_factory, tmp_path_factory):
     assert snapshot.exit_code == 0, snapshot.output
     first = cli("run", "-c", str(agent_config), "--once", "--strict-privileges")
     yield Setup(kind, pair, agent_pair, login, admin_config, agent_config, scripts, first)
-    _drop_login(kind, login, [pair.mes_url, pair.erp_url])
-
-
-def _drop_login(kind: str, login: str, urls: list[str]) -> None:
-    if kind == "postgresql":
-        for url in urls:  # privileges live in each database; DROP ROLE needs them gone
-            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP OWNED BY "{login}"')
-            engine.dispose()
-        engine = sa.create_engine(dbs.pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{login}"')
-    else:
-        engine = sa.create_engine(dbs.mysql_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{login}'@'%'"))
-    engine.dispose()
+    drop_login(kind, login, [pair.mes_url, pair.erp_url])
 
 
 def denied(kind: str, url: str, statement: str) -> None:

@@ -28,12 +28,11 @@ import sqlglot
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import make_url
 
-import dbs
 from agent import review as sql_review
 from agent.config import load_config
 from agent.demo import adventureworks
 from agent.dialects import DIALECTS, for_name, for_url, templates
-from helpers import Pair, cli, make_pair, run_script, table_name, write_config
+from helpers import Pair, cli, drop_login, make_pair, run_script, table_name, write_config
 
 ROWS = 300
 AGENT = Path(__file__).resolve().parents[1] / "agent"
@@ -188,25 +187,6 @@ def write_scenario_config(folder: Path, pair: Pair) -> Path:
     (folder / "sql" / "flows" / "scrap_view.sql").write_text(QUERY.format(
         work_order=table_name(pair, "work_order"), scrap_reason=table_name(pair, "scrap_reason")), encoding="utf-8")
     return write_config(folder / "agent.yaml", pair, scenario_flows(pair))
-
-
-def drop_login(kind: str, login: str, urls: list[str]) -> None:
-    if kind == "postgresql":
-        for url in urls:
-            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP OWNED BY "{login}"')
-            engine.dispose()
-        engine = sa.create_engine(dbs.pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{login}"')
-    elif kind == "mysql":
-        engine = sa.create_engine(dbs.mysql_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text(f"DROP USER IF EXISTS '{login}'@'%'"))
-    else:
-        return
-    engine.dispose()
 
 
 @pytest.fixture(scope="module", params=LIVE)
