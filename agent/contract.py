@@ -30,9 +30,19 @@ STATUS_PENDING = "PENDING"  # stg_status as written; the import job sets its own
 KEY_TEXT_MAX = 256  # characters of stg_source_key
 VERSION_TEXT_MAX = 128  # characters of stg_source_version
 
-# The agent's own tables, in the staging schema next to the staging tables.
-WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE = "agent_watermark", "agent_run", "agent_quarantine"
-CONTROL_TABLES = (WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE)
+# The agent's own tables, in the staging schema next to the staging tables. agent_ledger records every
+# (flow, source key, source version) the agent staged: the duplicate check reads it, never the staging rows,
+# which an ERP import job may delete (consume) or update.
+WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE, LEDGER_TABLE = "agent_watermark", "agent_run", "agent_quarantine", "agent_ledger"
+CONTROL_TABLES = (WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE, LEDGER_TABLE)
+
+# Staging table layouts: `agent` (the default) is the stg_* layout of tables `sql ddl` creates; `vendor` is an
+# interface table whose layout the ERP vendor defines: the agent adds no column to it and creates no DDL for it.
+LAYOUT_AGENT, LAYOUT_VENDOR = "agent", "vendor"
+# How the default layout reports the import outcome: the agent writes PENDING, the import job sets ERROR
+# (with its message in stg_error) or any other value (done); a row it deleted is done.
+STATUS_ERROR = "ERROR"
+STATUS_COLUMN, ERROR_COLUMN, LOADED_AT_COLUMN = "stg_status", "stg_error", "stg_loaded_at"
 
 NULL_TEXT = "\\N"
 
@@ -48,6 +58,7 @@ class ControlTables:
     watermark: str
     run: str
     quarantine: str
+    ledger: str
 
     @classmethod
     def in_schema(cls, dialect: QualifiesTables, schema: str) -> ControlTables:
@@ -55,6 +66,7 @@ class ControlTables:
             watermark=dialect.table(schema, WATERMARK_TABLE),
             run=dialect.table(schema, RUN_TABLE),
             quarantine=dialect.table(schema, QUARANTINE_TABLE),
+            ledger=dialect.table(schema, LEDGER_TABLE),
         )
 
 

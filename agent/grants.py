@@ -2,9 +2,10 @@
 
 The configured flows decide every grant: SELECT on exactly the source columns a flow reads (its `table:`
 columns, or every column its custom query mentions, in joins and filters too), SELECT and INSERT on its
-staging table, the control tables (UPDATE only on agent_watermark), the temporary-table right of the batch
-table. Identifiers come from validated configuration and are quoted by the dialect; the password is a
-placeholder, and a placeholder equal to the configured password is refused.
+staging table (UPDATE only on the columns a flow's `resubmit:` sets), the control tables (UPDATE only on
+agent_watermark, DELETE only on agent_ledger, for pruning), the temporary-table right of the batch table.
+Identifiers come from validated configuration and are quoted by the dialect; the password is a placeholder,
+and a placeholder equal to the configured password is refused.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
     reads: dict[TableName, list[str]] = {}
     read_flows: list[str] = []
     write_flows: list[str] = []
-    staging_tables: list[dict[str, str]] = []
+    staging_tables: list[dict[str, Any]] = []
     for name, flow in config.model.flows.items():
         if flow.source == system:
             read_flows.append(name)
@@ -84,7 +85,9 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
             write_flows.append(name)
             table = dialect.table(settings.staging_schema, flow.staging_table_name)
             if table not in [t["table"] for t in staging_tables]:
-                staging_tables.append({"table": table, "flow": name})
+                outcome = flow.import_outcome
+                resubmit = outcome.resubmit if outcome and outcome.resubmit else {}
+                staging_tables.append({"table": table, "flow": name, "update": [dialect.quote(c) for c in resubmit]})
     schema = settings.staging_schema if write_flows else None
     return {
         "system": system,

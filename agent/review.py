@@ -21,7 +21,9 @@ from agent.errors import ConfigError, SchemaMismatch
 from agent.health.probe import newest_source_sql
 from agent.mapping import staging_type
 from agent.read import read_sql, source_sql_for
-from agent.staging import StagingColumn, StagingTable, ddl_statements, unbounded_decimal_problems
+from agent.staging import (
+    StagingColumn, StagingTable, ddl_statements, staging_table, unbounded_decimal_problems, vendor_table_notes,
+)
 from agent.types import ColumnType
 from agent.contract import ControlTables
 from agent.write import batch_context
@@ -83,7 +85,7 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         add(flow.source, source, "read_batch", f"read, cursor {cursor}: {_CURSORS[cursor]}",
             read_sql(source, flow, source_sql, cursor, bool(flow.lag)))
     staging = _staging_names(name, flow, schema)
-    context = batch_context(target, staging)
+    context = batch_context(target, staging, control)
     batch = "each batch, one ERP transaction"
     add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left",
         target.render("drop_batch_table", **context))
@@ -91,7 +93,9 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         target.render("create_batch_table", **context))
     add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
         target.load_batch_sql(context["batch_table"], staging.insert_columns))
-    add(flow.target, target, "write_staging", f"{batch}: append rows not staged yet (re-reads are skipped)",
+    add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
+        "skipped, whatever the import job did to the staging rows)", target.render("ledger_insert", **context))
+    add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded",
         target.render("write_staging", **context))
     add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table", target.render("drop_batch_table", **context))
     add(flow.target, target, "quarantine_insert", f"{batch}: rows that failed mapping, with the reason",
@@ -224,6 +228,8 @@ def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
         "watermark_after": "watermark after the batch (text)",
         "outcome": "'ok', 'failed' or 'halted'",
         "message": "what went wrong, if anything",
+        "staged_at": "now (UTC): when the agent staged the row",
+        "cutoff": "the flow's newest agent_ledger entry minus ledger.keep (UTC)",
     }
 
     def meaning(param: str) -> str:
@@ -251,7 +257,7 @@ def _d(duration: timedelta) -> str:
 def _staging_names(name: str, flow: FlowConfig, schema: str) -> StagingTable:
     """The staging table's names only (the text of the batch statements does not depend on column types)."""
     columns = tuple(StagingColumn(c, ColumnType("text"), True) for c in flow.columns)
-    return StagingTable(name, schema, flow.staging_table_name, columns)
+    return staging_table(name, flow, schema, columns)
 
 
 # --- `sql ddl --dialect`: staging types without a live source ------------------------------------------
@@ -261,6 +267,9 @@ def offline_staging_tables(config: LoadedConfig, system: str) -> list[StagingTab
     schema = config.model.systems[system].staging_schema or ""
     for name, flow in config.model.flows.items():
         if flow.target != system:
+            continue
+        if flow.vendor_layout:  # the vendor's table: no DDL, so no types needed
+            tables.append(staging_table(name, flow, schema, ()))
             continue
         types, where = _snapshot_types(config, flow)
         columns = []
@@ -274,7 +283,7 @@ def offline_staging_tables(config: LoadedConfig, system: str) -> list[StagingTab
                 )
                 continue
             columns.append(StagingColumn(staging, staging_type(mapping, source_type), nullable=not mapping.required))
-        tables.append(StagingTable(name, schema, flow.staging_table_name, tuple(columns)))
+        tables.append(staging_table(name, flow, schema, tuple(columns)))
     if problems:
         raise SchemaMismatch("\n".join(problems))
     return tables
@@ -310,4 +319,4 @@ def ddl_for_dialect(config: LoadedConfig, system: str, dialect_name: str) -> lis
     problems = unbounded_decimal_problems(config, dialect, tables)
     if problems:
         raise SchemaMismatch("\n".join(problems))
-    return ddl_statements(dialect, schema, tables)
+    return ddl_statements(dialect, schema, tables) + vendor_table_notes(tables)

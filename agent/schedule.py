@@ -23,7 +23,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import alerts, pipeline
+from agent import alerts, ledger, pipeline
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems, known_passwords
 from agent.drift.gate import DriftGate
@@ -39,6 +39,7 @@ from agent.runtime import StatusFile, status_path
 log = logging.getLogger("mes_erp_agent")
 DEFAULT_EVERY = timedelta(seconds=60)
 MONITOR_JOB = "monitor"
+LEDGER_JOB = "ledger_prune"
 SPARE_WORKERS = 2  # the monitor's periodic check, and room for a coalesced late run
 
 
@@ -156,8 +157,22 @@ def build_scheduler(
         every = max(config.model.alerts.check_every.total_seconds(), 0.1)
         scheduler.add_job(check, IntervalTrigger(seconds=every), id=MONITOR_JOB, name="quarantine and backlog check",
                           next_run_time=_now(scheduler))
+        scheduler.add_job(_prune_ledgers, IntervalTrigger(seconds=config.model.ledger.prune_every.total_seconds()),
+                          args=(config, jobs), id=LEDGER_JOB, name="ledger prune", next_run_time=_now(scheduler))
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
     return scheduler
+
+
+def _prune_ledgers(config: LoadedConfig, jobs: list[FlowJob]) -> None:
+    """Every prepared flow's agent_ledger entries older than `ledger.keep`; a flow whose ERP is down waits."""
+    for job in jobs:
+        ctx = job.context
+        if ctx is None:
+            continue
+        try:
+            ledger.prune(ctx.target_engine, ctx.target_dialect, ctx.control, ctx.name, config.model.ledger.keep)
+        except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # its polls report the outage
+            log.debug("flow %s: agent_ledger not pruned: %s", ctx.name, _first_line(exc))
 
 
 def _now(scheduler: BaseScheduler) -> dt.datetime:

@@ -1,5 +1,9 @@
 """The staging contract: each flow's staging table (control columns + mapped columns) and its DDL.
 
+Two layouts: `agent` (the default), a table `sql ddl` creates with the stg_* control columns before the mapped
+ones; `vendor`, an ERP vendor's interface table (Oracle EBS MTL_TRANSACTIONS_INTERFACE, ...) the agent fills
+with the mapped columns only, creating nothing and keeping its control data in agent_ledger.
+
 The DDL is rendered from `sql/<dialect>/ddl_*.sql`; the running agent never issues it (a DBA does, or
 `sql ddl --apply` in demos and tests).
 """
@@ -12,7 +16,7 @@ import sqlalchemy as sa
 
 from agent.config import FlowConfig, LoadedConfig
 from agent.dialects import Dialect
-from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TYPES, ControlTables
+from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TYPES, LAYOUT_AGENT, LAYOUT_VENDOR, ControlTables
 from agent.mapping import staging_type
 from agent.read import SourceColumn
 from agent.types import ColumnType, to_sqlalchemy
@@ -34,11 +38,26 @@ class StagingTable:
     schema: str
     name: str
     columns: tuple[StagingColumn, ...]
+    layout: str = LAYOUT_AGENT
+    reference: str | None = None  # vendor layout: the column that gets the agent_ledger entry_id
+    outcome_columns: tuple[str, ...] = ()  # vendor layout: columns the import outcome is read from
+
+    @property
+    def vendor(self) -> bool:
+        return self.layout == LAYOUT_VENDOR
 
     @property
     def insert_columns(self) -> list[str]:
-        """Columns the agent writes, in staging-row order (the rest have database defaults)."""
+        """Columns of a staging row as mapped (control columns, then mapped columns): the batch table's columns."""
         return [*CONTROL_COLUMNS, *(c.name for c in self.columns)]
+
+    @property
+    def written_columns(self) -> list[str]:
+        """Columns the agent writes into the staging table (the rest have database defaults or are the ERP's)."""
+        mapped = [c.name for c in self.columns]
+        if self.vendor:
+            return [*mapped, *([self.reference] if self.reference else [])]
+        return [*CONTROL_COLUMNS, *mapped]
 
     def bind_types(self) -> dict[str, sa.types.TypeEngine]:
         return {**CONTROL_TYPES, **{c.name: to_sqlalchemy(c.column_type) for c in self.columns}}
@@ -54,7 +73,14 @@ def staging_table_for(config: LoadedConfig, flow_name: str, flow: FlowConfig, so
     for name, mapping in flow.columns.items():
         source_type = source[mapping.source].column_type if mapping.source else None
         columns.append(StagingColumn(name, staging_type(mapping, source_type), nullable=not mapping.required))
-    return StagingTable(flow_name, schema, flow.staging_table_name, tuple(columns))
+    return staging_table(flow_name, flow, schema, tuple(columns))
+
+
+def staging_table(flow_name: str, flow: FlowConfig, schema: str, columns: tuple[StagingColumn, ...]) -> StagingTable:
+    """The flow's staging table with these columns, in the flow's layout."""
+    outcome = flow.import_outcome
+    return StagingTable(flow_name, schema, flow.staging_table_name, columns, flow.layout, flow.reference,
+                        tuple(outcome.columns) if outcome and flow.vendor_layout else ())
 
 
 def with_live_types(table: StagingTable, live: dict[str, SourceColumn], dialect: Dialect) -> StagingTable:
@@ -88,8 +114,19 @@ def unbounded_decimal_problems(config: LoadedConfig, dialect: Dialect, tables: l
     return problems
 
 
+def vendor_table_notes(tables: list[StagingTable]) -> list[str]:
+    """What `sql ddl` says instead of DDL for each vendor-defined interface table."""
+    return [
+        f"-- flow {t.flow}: {t.schema}.{t.name} is the ERP vendor's interface table (layout: vendor): the agent "
+        f"creates no DDL for it and adds no columns to it; it writes only the mapped columns"
+        f"{f' and {t.reference}' if t.reference else ''}, and keeps its control data in agent_ledger."
+        for t in tables if t.vendor
+    ]
+
+
 def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) -> list[str]:
-    """CREATE statements for the staging schema, the control tables and each staging table, in order."""
+    """CREATE statements for the staging schema, the control tables and each agent-layout staging table, in order
+    (vendor-layout tables are the vendor's: `vendor_table_notes` says so)."""
     statements = []
     schema_sql = dialect.render("ddl_schema", schema=dialect.quote(schema), schema_name=schema)
     if schema_sql:
@@ -102,15 +139,22 @@ def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) ->
             watermark_table=control.watermark,
             run_table=control.run,
             quarantine_table=control.quarantine,
+            ledger_table=control.ledger,
             watermark_name=f"{schema}.agent_watermark",
             run_name=f"{schema}.agent_run",
             quarantine_name=f"{schema}.agent_quarantine",
+            ledger_name=f"{schema}.agent_ledger",
             run_table_unqualified=dialect.quote("agent_run"),
+            ledger_table_unqualified=dialect.quote("agent_ledger"),
             run_index=dialect.quote("ix_agent_run_flow"),
             quarantine_unique=dialect.quote("uq_agent_quarantine_source"),
+            ledger_unique=dialect.quote("uq_agent_ledger_source"),
+            ledger_index=dialect.quote("ix_agent_ledger_flow_staged"),
         )
     )
     for table in tables:
+        if table.vendor:
+            continue
         statements += dialect.split_script(
             dialect.render(
                 "ddl_staging_table",
@@ -127,6 +171,10 @@ def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) ->
                 ],
             )
         )
+        statements.append(dialect.render(
+            "ddl_ledger_seed", ledger_table=control.ledger, staging_table=dialect.table(schema, table.name),
+            staging_name=f"{schema}.{table.name}",
+        ))
     return statements
 
 
@@ -138,9 +186,14 @@ def check_staging_columns(table: StagingTable, live: dict[str, SourceColumn], sy
             f"flow {table.flow}: staging table {where} does not exist; have the DBA run "
             f"`mes-erp-agent sql ddl -c <config> --system {system}`"
         ]
-    expected = [*ALL_CONTROL_COLUMNS, *(c.name for c in table.columns)]
+    if table.vendor:
+        expected = [*table.written_columns, *table.outcome_columns]
+        whose = "the vendor's interface table"
+    else:
+        expected = [*ALL_CONTROL_COLUMNS, *(c.name for c in table.columns)]
+        whose = "staging table"
     return [
-        f"flow {table.flow}: column {name!r} does not exist in staging table {where}"
-        for name in expected
+        f"flow {table.flow}: column {name!r} does not exist in {whose} {where}"
+        for name in dict.fromkeys(expected)
         if name not in live
     ]

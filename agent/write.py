@@ -1,13 +1,16 @@
-"""Write stage: one batch = one transaction on the ERP: staging rows, quarantine rows, watermark, run row.
+"""Write stage: one batch = one transaction on the ERP: ledger entries, staging rows, quarantine rows,
+watermark, run row.
 
 A crash anywhere before the commit leaves nothing behind; the next run re-reads the batch from the last
-committed watermark, and the unique (stg_flow, stg_source_key, stg_source_version) absorbs re-reads.
+committed watermark. What was staged is decided by agent_ledger, never by the staging rows: an ERP import
+job may delete (consume) or update them, and a re-read must still not stage them again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agent import report, watermark
@@ -30,7 +33,7 @@ def write_batch(
     record: BatchReport,
 ) -> Watermark:
     """Everything of one batch on the caller's transaction; returns the advanced watermark."""
-    record.rows_written = insert_new_rows(conn, dialect, staging, batch.rows)
+    record.rows_written = insert_new_rows(conn, dialect, staging, control, batch.rows, record.batch_id)
     record.rows_duplicate = len(batch.rows) - record.rows_written
     record.rows_quarantined = insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
     advanced = watermark.advance(conn, dialect, control, position, new_position, report.utc_now())
@@ -39,25 +42,43 @@ def write_batch(
     return advanced
 
 
-def insert_new_rows(conn: Connection, dialect: Dialect, staging: StagingTable, rows: list[tuple[Any, ...]]) -> int:
-    """Bulk-load the batch into a session-private table, then append what staging does not have yet."""
+_STAGED_AT: dict[str, sa.types.TypeEngine[Any]] = {"staged_at": sa.DateTime()}
+
+
+def insert_new_rows(
+    conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, rows: list[tuple[Any, ...]],
+    batch_id: str,
+) -> int:
+    """Bulk-load the batch into a session-private table, record in the ledger the rows it has not staged before,
+    then append exactly those to the staging table. Returns how many were staged."""
     if not rows:
         return 0
-    context = batch_context(dialect, staging)
+    context = batch_context(dialect, staging, control)
     conn.execute(dialect.statement("drop_batch_table", **context))
     conn.execute(dialect.statement("create_batch_table", **context))
     dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types())
-    written = conn.execute(dialect.statement("write_staging", **context)).rowcount
+    conn.execute(dialect.statement("ledger_insert", _STAGED_AT, **context), {"staged_at": report.utc_now()})
+    written = conn.execute(dialect.statement("write_staging", **context), {"batch_id": batch_id}).rowcount
     conn.execute(dialect.statement("drop_batch_table", **context))
     return written
 
 
-def batch_context(dialect: Dialect, staging: StagingTable) -> dict[str, Any]:
-    """Identifiers of the batch-table statements (`*_batch_table.sql`, `write_staging.sql`), quoted."""
+def batch_context(dialect: Dialect, staging: StagingTable, control: ControlTables) -> dict[str, Any]:
+    """Identifiers of the batch statements (`*_batch_table.sql`, `ledger_insert.sql`, `write_staging.sql`), quoted.
+
+    `columns`: the batch table's columns (a staging row as mapped); `written`/`values`: the staging table's columns
+    the agent writes and what each gets (a batch column, or, for a vendor table's reference, the ledger entry id)."""
+    written = staging.written_columns
     return {
         "batch_table": dialect.batch_table_name(staging.flow, staging.schema),
         "staging_table": dialect.table(staging.schema, staging.name),
+        "ledger_table": control.ledger,
         "columns": [dialect.quote(c) for c in staging.insert_columns],
+        "mapped": [dialect.quote(c.name) for c in staging.columns],
+        "written": [dialect.quote(c) for c in written],
+        "values": ["l.entry_id" if c == staging.reference else f"b.{dialect.quote(c)}" for c in written],
+        "vendor": staging.vendor,
+        "reference": dialect.quote(staging.reference) if staging.reference else None,
     }
 
 

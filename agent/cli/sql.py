@@ -11,7 +11,7 @@ from agent.cli.common import config_option, console, dialect_option, errors, fai
 from agent.connect import Systems
 from agent.errors import ConfigError, SchemaMismatch
 from agent.exit_codes import ExitCode
-from agent.staging import ddl_statements
+from agent.staging import ddl_statements, vendor_table_notes
 
 
 @click.group("sql")
@@ -45,7 +45,7 @@ def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | Non
     try:
         tables = pipeline.staging_tables_of(config, systems, system)
         statements = ddl_statements(systems.dialect(system), schema, tables)
-        _print_script(statements)
+        _print_script(statements + vendor_table_notes(tables))
         if apply:
             with systems.target(system).begin() as conn:
                 for statement in statements:
@@ -58,7 +58,13 @@ def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | Non
 
 
 def _print_script(statements: list[str]) -> None:
-    console.print(";\n\n".join(statements) + ";", markup=False, highlight=False, soft_wrap=True)
+    """Statements end with `;`; a note (comment lines only: a vendor table, which gets no DDL) does not."""
+    text = "\n\n".join(s if _only_comments(s) else s + ";" for s in statements)
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _only_comments(statement: str) -> bool:
+    return all(line.lstrip().startswith("--") for line in statement.splitlines() if line.strip())
 
 
 @sql_group.command("grants")

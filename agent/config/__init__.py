@@ -11,15 +11,44 @@ from __future__ import annotations
 from agent.config.checks import cross_check
 from agent.config.loaded import LoadedConfig, suggest
 from agent.config.loader import ENV_REFERENCE, load_config
+from agent.config.basics import IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, Duration, Model, parse_duration
+from agent.config.interface import AGENT_LAYOUT_OUTCOME, ROW_GONE, LedgerConfig, OutcomeConfig
 from agent.config.models import (
-    CONTROL_COLUMN_PREFIX, IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, PASSWORD_PLACEHOLDER, AgentConfig,
-    AlertsConfig, ColumnMapping, Duration, EmailAlertConfig, FlowConfig, FlowRetry, GrantsConfig, HttpConfig, Model,
-    Schedule, SnapshotsConfig, SystemConfig, check_login, check_placeholder, parse_duration, split_table,
+    CONTROL_COLUMN_PREFIX, PASSWORD_PLACEHOLDER, AgentConfig, AlertsConfig, ColumnMapping, EmailAlertConfig, FlowConfig,
+    FlowRetry, GrantsConfig, HttpConfig, Schedule, SnapshotsConfig, SystemConfig, check_login, check_placeholder,
+    split_table,
 )
 
 __all__ = [
-    "CONTROL_COLUMN_PREFIX", "ENV_REFERENCE", "IDENTIFIER_PATTERN", "MAX_DURATION", "NAME_PATTERN",
-    "PASSWORD_PLACEHOLDER", "AgentConfig", "AlertsConfig", "ColumnMapping", "Duration", "EmailAlertConfig", "FlowConfig",
-    "FlowRetry", "GrantsConfig", "HttpConfig", "LoadedConfig", "Model", "Schedule", "SnapshotsConfig", "SystemConfig", "check_login",
-    "check_placeholder", "cross_check", "load_config", "parse_duration", "split_table", "suggest",
+    "AGENT_LAYOUT_OUTCOME",
+    "CONTROL_COLUMN_PREFIX",
+    "ENV_REFERENCE",
+    "IDENTIFIER_PATTERN",
+    "MAX_DURATION",
+    "NAME_PATTERN",
+    "PASSWORD_PLACEHOLDER",
+    "ROW_GONE",
+    "AgentConfig",
+    "AlertsConfig",
+    "ColumnMapping",
+    "Duration",
+    "EmailAlertConfig",
+    "FlowConfig",
+    "FlowRetry",
+    "GrantsConfig",
+    "HttpConfig",
+    "LedgerConfig",
+    "LoadedConfig",
+    "Model",
+    "OutcomeConfig",
+    "Schedule",
+    "SnapshotsConfig",
+    "SystemConfig",
+    "check_login",
+    "check_placeholder",
+    "cross_check",
+    "load_config",
+    "parse_duration",
+    "split_table",
+    "suggest",
 ]

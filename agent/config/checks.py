@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 
 from agent import dialects, source_query
 from agent.config.loaded import LoadedConfig, suggest
-from agent.config.models import IDENTIFIER_PATTERN, NAME_PATTERN, FlowConfig, SystemConfig, split_table
+from agent.config.basics import IDENTIFIER_PATTERN, NAME_PATTERN
+from agent.config.models import FlowConfig, SystemConfig, split_table
 
 
 
@@ -53,7 +54,17 @@ def cross_check(loaded: LoadedConfig) -> list[str]:
                 problems.append(f"{loaded.where(*at)}: column {column!r} is not a plain identifier")
         if flow.overlap and flow.overlap.total_seconds() < 0:
             problems.append(f"{loaded.where(*at, 'overlap')}: overlap cannot be negative")
+        problems.extend(_check_ledger_keep(loaded, name, flow))
     return problems
+
+
+def _check_ledger_keep(loaded: LoadedConfig, name: str, flow: FlowConfig) -> list[str]:
+    """agent_ledger must remember a staged row for as long as a poll can read it again."""
+    keep, window = loaded.model.ledger.keep, flow.overlap + flow.lag
+    if keep > window:
+        return []
+    return [f"{loaded.where('ledger', 'keep')}: `ledger: {{keep: ...}}` ({keep}) must be longer than flow {name}'s "
+            f"overlap plus lag ({window}), or rows it re-reads would no longer be known as staged; raise `keep:`"]
 
 
 def _check_staging_target(

@@ -4,72 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
+from agent.config.basics import (
+    IDENTIFIER_PATTERN, Duration, FilePath, Model,
+)
+from agent.config.interface import AGENT_LAYOUT_OUTCOME, LedgerConfig, OutcomeConfig
 from agent.contract import CONTROL_COLUMN_PREFIX
 from agent.dialects import parse_any_type
 from agent.types import ColumnType
-
-NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
-IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS: dict[str | None, Decimal | int] = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-# Far beyond any lag, overlap or poll interval, and far below what timedelta (and the scheduler) can hold.
-MAX_DURATION = timedelta(days=3650)
-_MAX_DURATION_TEXT = "3650d (about 10 years)"
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`2s`, `5m`, `1h`, `500ms`, `1d`, or a number of seconds; at most MAX_DURATION either way."""
-    if isinstance(value, timedelta):
-        return value
-    seconds = _duration_seconds(value)
-    if seconds.is_nan():
-        raise ValueError(f"expected a duration such as 2s, 5m, 1h, 500ms or 1d, got {_shown(value)}")
-    if abs(seconds) > Decimal(MAX_DURATION.total_seconds()):  # infinity too
-        raise ValueError(f"expected a duration of at most {_MAX_DURATION_TEXT}, got {_shown(value)}")
-    return timedelta(seconds=float(seconds))
-
-
-def _duration_seconds(value: Any) -> Decimal:
-    """The value in seconds, exactly (a huge number must not overflow before it is compared with the bound)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Decimal(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration such as 2s, 5m, 1h, 500ms or 1d, got {_shown(value)}")
-    number, unit = match.groups()
-    try:
-        return Decimal(number) * _DURATION_UNITS[unit]
-    except InvalidOperation as exc:  # too many digits for the decimal context
-        raise ValueError(f"expected a duration of at most {_MAX_DURATION_TEXT}, got {_shown(value)}") from exc
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-def _path_text(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("a path cannot hold a NUL character (\\0)")
-    return value
-
-
-FilePath = Annotated[Path, BeforeValidator(_path_text)]  # a file or folder; relative to the configuration file
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
 
 PASSWORD_PLACEHOLDER = "CHANGE_ME"
 _PLACEHOLDER_PATTERN = re.compile(r"^[A-Za-z0-9_.:<>{}%+=@!#-]{1,128}$")
@@ -207,11 +154,32 @@ class FlowConfig(Model):
     # SQL Server: the first watermark column is a rowversion; reads stop below MIN_ACTIVE_ROWVERSION(), so a
     # transaction still in flight is never skipped (instead of `lag:`, which is for timestamps).
     rowversion: bool = False
+    # `agent`: the stg_* layout of a table `sql ddl` creates. `vendor`: an interface table the ERP vendor defines;
+    # the agent adds no columns to it (its control data lives in agent_ledger) and creates no DDL for it.
+    layout: Literal["agent", "vendor"] = "agent"
+    # Vendor layout: a staging column the agent fills with the row's agent_ledger entry_id (an integer), so an
+    # import outcome can be traced back to the MES row (e.g. SOURCE_LINE_ID, INTERFACE_ID).
+    reference: str | None = None
+    # How the ERP reports its import outcome (agent/config/interface.py); the stg_* layout needs none.
+    outcome: OutcomeConfig | None = None
 
     @model_validator(mode="after")
     def _table_or_query(self) -> FlowConfig:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table:` (schema.table) or `query:` (sql/flows/<file>.sql)")
+        return self
+
+    @model_validator(mode="after")
+    def _layout_keys(self) -> FlowConfig:
+        if self.layout == "agent" and self.reference is not None:
+            raise ValueError("`reference:` is for `layout: vendor` (the stg_* layout traces rows by stg_source_key)")
+        if self.reference is not None and not IDENTIFIER_PATTERN.match(self.reference):
+            raise ValueError(f"reference column {self.reference!r} is not a plain identifier (letters, digits, _)")
+        if self.reference is not None and self.reference in self.columns:
+            raise ValueError(f"reference column {self.reference!r} is also under `columns:`; the agent fills it itself")
+        if self.layout == "vendor" and self.outcome is not None and self.reference is None:
+            raise ValueError("a vendor-layout flow with `outcome:` needs `reference:` (the staging column the agent "
+                             "fills with its ledger entry id), so an outcome can be traced to the MES row")
         return self
 
     @field_validator("columns")
@@ -223,6 +191,17 @@ class FlowConfig(Model):
             if name.lower().startswith(CONTROL_COLUMN_PREFIX):
                 raise ValueError(f"staging column {name!r}: names starting with stg_ are the agent's control columns")
         return value
+
+    @property
+    def vendor_layout(self) -> bool:
+        return self.layout == "vendor"
+
+    @property
+    def import_outcome(self) -> OutcomeConfig | None:
+        """How the ERP reports this flow's import outcome: its `outcome:`, the stg_* default, or None (not watched)."""
+        if self.outcome is not None:
+            return self.outcome
+        return None if self.vendor_layout else AGENT_LAYOUT_OUTCOME
 
     @property
     def source_schema(self) -> str | None:
@@ -296,7 +275,7 @@ class AlertsConfig(Model):
     check_every: Duration = timedelta(seconds=30)
     webhook: WebhookAlertConfig | None = None
     email: EmailAlertConfig | None = None
-    apprise: list[str] = []
+    apprise: list[str] = Field(default_factory=list)
     failing_for: Duration = timedelta(minutes=5)
     quarantine: QuarantineAlertConfig = QuarantineAlertConfig()
     backlog: BacklogAlertConfig = BacklogAlertConfig()
@@ -347,6 +326,7 @@ class AgentConfig(Model):
     alerts: AlertsConfig = AlertsConfig()
     retry: FlowRetry = FlowRetry()  # every flow's retry after a failed poll (database down, refused, restarting)
     http: HttpConfig | None = None  # None: no HTTP endpoint
+    ledger: LedgerConfig = LedgerConfig()  # how long agent_ledger keeps what each flow staged
 
 
 def split_table(name: str) -> tuple[str | None, str]:

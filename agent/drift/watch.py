@@ -97,11 +97,19 @@ def _flow_uses(config: LoadedConfig, name: str, flow: FlowConfig) -> list[tuple[
     schema = config.model.systems[flow.target].staging_schema
     mapped = frozenset(flow.columns)
     nullable_mapped = frozenset(c for c, m in flow.columns.items() if not m.required)
-    staging = TableUse(
-        name, flow.on_drift, "staging table", frozenset(ALL_CONTROL_COLUMNS) | mapped,
-        writes=frozenset(CONTROL_COLUMNS) | mapped, may_write_null=nullable_mapped,
-        ordered_by=frozenset(STAGING_UNIQUE_KEY),
-    )
+    if flow.vendor_layout:  # the vendor's interface table: only what the agent writes and the outcome it reads
+        written = mapped | ({flow.reference} if flow.reference else set())
+        outcome = flow.import_outcome
+        staging = TableUse(
+            name, flow.on_drift, "staging table", frozenset(written | set(outcome.columns if outcome else [])),
+            writes=frozenset(written), may_write_null=nullable_mapped,
+        )
+    else:
+        staging = TableUse(
+            name, flow.on_drift, "staging table", frozenset(ALL_CONTROL_COLUMNS) | mapped,
+            writes=frozenset(CONTROL_COLUMNS) | mapped, may_write_null=nullable_mapped,
+            ordered_by=frozenset(STAGING_UNIQUE_KEY),
+        )
     uses.append((WatchedTable(flow.target, schema, flow.staging_table_name), staging))
     control = TableUse(name, flow.on_drift, "control table", None)
     uses += [(WatchedTable(flow.target, schema, table), control) for table in CONTROL_TABLES]

@@ -1,5 +1,7 @@
 -- The agent's own bookkeeping, in the staging schema: where each flow is (agent_watermark), what each
--- batch did (agent_run), and the source rows that failed mapping or validation (agent_quarantine).
+-- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
+-- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
+-- job does to the staging rows).
 IF OBJECT_ID(N'{{ watermark_name }}', N'U') IS NULL
 CREATE TABLE {{ watermark_table }} (
     flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
@@ -36,4 +38,15 @@ CREATE TABLE {{ quarantine_table }} (
     reason nvarchar(max) NOT NULL,
     quarantined_at datetime2(7) NOT NULL DEFAULT SYSUTCDATETIME(),
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
+);
+IF OBJECT_ID(N'{{ ledger_name }}', N'U') IS NULL
+CREATE TABLE {{ ledger_table }} (
+    entry_id bigint IDENTITY(1,1) NOT NULL PRIMARY KEY,
+    flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    source_key nvarchar(256) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    source_version nvarchar(128) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    batch_id nvarchar(40) NOT NULL,
+    staged_at datetime2(7) NOT NULL,
+    CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version),
+    INDEX {{ ledger_index }} (flow, staged_at)
 )

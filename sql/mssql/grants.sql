@@ -5,11 +5,13 @@
 -- What the login gets, and nothing else:
 --   MES reads:  SELECT on exactly the columns the flows read (column-level grants); VIEW DEFINITION on
 --               those tables, so the drift check sees their full definition.
---   ERP writes: SELECT and INSERT on each staging table (SELECT to skip rows already staged); SELECT and
+--   ERP writes: SELECT and INSERT on each staging table (SELECT to read the import outcome;
+--               UPDATE only on a flow's declared `resubmit:` columns); SELECT and
 --               INSERT on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
 --               agent_watermark (one row per flow, moved forward); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
--- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE, no EXECUTE,
+--               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+-- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables, no EXECUTE,
 -- nothing on ERP core tables (dbo). Connect the agent to MES with ApplicationIntent=ReadOnly.
 IF SUSER_ID({{ login_literal }}) IS NULL CREATE LOGIN {{ login }} WITH PASSWORD = {{ password }}, CHECK_POLICY = ON;
 USE {{ database }};
@@ -25,8 +27,12 @@ GRANT VIEW DEFINITION ON {{ r.table }} TO {{ login }};
 -- ERP staging writes (flows: {{ write_flows | join(', ') }})
 {% for t in staging_tables %}
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ t.table }} TO {{ login }};
+{% if t.update %}
+GRANT UPDATE ON {{ t.table }} ({{ t.update | join(', ') }}) TO {{ login }};
+{% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
+GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
 {% endif %}

@@ -1,5 +1,7 @@
 -- The agent's own bookkeeping, in the staging schema: where each flow is (agent_watermark), what each
--- batch did (agent_run), and the source rows that failed mapping or validation (agent_quarantine).
+-- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
+-- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
+-- job does to the staging rows).
 CREATE TABLE IF NOT EXISTS {{ watermark_table }} (
     flow varchar(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
     watermark_columns varchar(1000) NOT NULL,
@@ -33,4 +35,14 @@ CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
     reason text NOT NULL,
     quarantined_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS {{ ledger_table }} (
+    entry_id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    flow varchar(64) COLLATE utf8mb4_bin NOT NULL,
+    source_key varchar(256) COLLATE utf8mb4_bin NOT NULL,
+    source_version varchar(128) COLLATE utf8mb4_bin NOT NULL,
+    batch_id varchar(40) NOT NULL,
+    staged_at datetime(6) NOT NULL,
+    CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version),
+    INDEX {{ ledger_index }} (flow, staged_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4

@@ -3,13 +3,15 @@
 -- first: the agent itself reads its password from `password_file:` or ${ENV}, and it is never written here.
 -- What the login gets, and nothing else:
 --   MES reads:  SELECT on exactly the columns the flows read (column-level grants).
---   ERP writes: SELECT and INSERT on each staging table (SELECT to skip rows already staged); SELECT and
+--   ERP writes: SELECT and INSERT on each staging table (SELECT to read the import outcome;
+--               UPDATE only on a flow's declared `resubmit:` columns); SELECT and
 --               INSERT on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
 --               agent_watermark (one row per flow, moved forward); CREATE TEMPORARY TABLES on the staging
 --               database for the session-private batch table (dropped after each batch).
 --   Catalog:    information_schema shows a login the tables and columns it holds grants on; that is what
 --               the drift check watches. Nothing to grant.
--- No CREATE/ALTER/DROP (no DDL), no DELETE, nothing on ERP core tables, no global privileges.
+--               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+-- No CREATE/ALTER/DROP (no DDL), no DELETE on staging tables, nothing on ERP core tables, no global privileges.
 CREATE USER IF NOT EXISTS {{ login }} IDENTIFIED BY {{ password }};
 {% if reads %}
 -- MES reads (flows: {{ read_flows | join(', ') }})
@@ -22,8 +24,12 @@ GRANT SELECT ({{ r.columns | join(', ') }}) ON {{ r.table }} TO {{ login }};
 GRANT CREATE TEMPORARY TABLES ON {{ staging_schema }}.* TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON {{ t.table }} TO {{ login }};
+{% if t.update %}
+GRANT UPDATE ({{ t.update | join(', ') }}) ON {{ t.table }} TO {{ login }};
+{% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.quarantine }} TO {{ login }};
+GRANT SELECT, INSERT, DELETE ON {{ control.ledger }} TO {{ login }};
 {% endif %}

@@ -4,12 +4,14 @@
 -- from `password_file:` or ${ENV}, and it is never written here.
 -- What the login gets, and nothing else:
 --   MES reads:  USAGE on the source schemas; SELECT on exactly the columns the flows read.
---   ERP writes: USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to skip rows
---               already staged); SELECT and INSERT on agent_run and agent_quarantine (append-only);
+--   ERP writes: USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to read the
+--               import outcome; UPDATE only on a flow's declared `resubmit:` columns); SELECT and INSERT on agent_run and agent_quarantine (append-only);
 --               SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved forward);
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
--- No CREATE on any schema (no DDL), no DELETE, no TRUNCATE, nothing on ERP core tables.
+--               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes entries older
+--               than `ledger.keep`).
+-- No CREATE on any schema (no DDL), no DELETE on staging tables, no TRUNCATE, nothing on ERP core tables.
 DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {{ login_literal }}) THEN CREATE ROLE {{ login }} LOGIN PASSWORD {{ password }} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; END IF; END$$;
 GRANT CONNECT ON DATABASE {{ database }} TO {{ login }};
 {% if reads %}
@@ -27,8 +29,12 @@ GRANT TEMPORARY ON DATABASE {{ database }} TO {{ login }};
 GRANT USAGE ON SCHEMA {{ staging_schema }} TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON TABLE {{ t.table }} TO {{ login }};
+{% if t.update %}
+GRANT UPDATE ({{ t.update | join(', ') }}) ON TABLE {{ t.table }} TO {{ login }};
+{% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
+GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
 {% endif %}

@@ -1,3 +1,6 @@
--- A connection-private temporary table shaped like the staging table, to load one batch into.
+-- A connection-private temporary table for one batch: the control columns as in agent_ledger, the mapped
+-- columns as in the staging table (which may be the ERP vendor's own interface table).
 CREATE TEMP TABLE {{ batch_table }} AS
-SELECT {{ columns | join(', ') }} FROM {{ staging_table }} WHERE 0
+SELECT l.batch_id AS stg_batch_id, l.flow AS stg_flow, l.source_key AS stg_source_key,
+       l.source_version AS stg_source_version, CAST(NULL AS CHAR(1)) AS stg_change{% for c in mapped %}, s.{{ c }}{% endfor %}
+FROM {{ ledger_table }} l CROSS JOIN {{ staging_table }} s WHERE 0

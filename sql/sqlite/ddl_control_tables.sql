@@ -1,5 +1,7 @@
 -- The agent's own bookkeeping, in the staging schema: where each flow is (agent_watermark), what each
--- batch did (agent_run), and the source rows that failed mapping or validation (agent_quarantine).
+-- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
+-- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
+-- job does to the staging rows).
 CREATE TABLE IF NOT EXISTS {{ watermark_table }} (
     flow VARCHAR(64) NOT NULL PRIMARY KEY,
     watermark_columns VARCHAR(1000) NOT NULL,
@@ -33,4 +35,14 @@ CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
     reason TEXT NOT NULL,
     quarantined_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
-)
+);
+CREATE TABLE IF NOT EXISTS {{ ledger_table }} (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow VARCHAR(64) NOT NULL,
+    source_key VARCHAR(256) NOT NULL,
+    source_version VARCHAR(128) NOT NULL,
+    batch_id VARCHAR(40) NOT NULL,
+    staged_at TIMESTAMP NOT NULL,
+    CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version)
+);
+CREATE INDEX IF NOT EXISTS {{ schema }}.{{ ledger_index }} ON {{ ledger_table_unqualified }} (flow, staged_at)
