@@ -87,7 +87,7 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
             if table not in [t["table"] for t in staging_tables]:
                 outcome = flow.import_outcome
                 resubmit = outcome.resubmit if outcome and outcome.resubmit else {}
-                staging_tables.append({"table": table, "flow": name, "update": [dialect.quote(c) for c in resubmit]})
+                staging_tables.append({"table": table, "flow": name, "update_columns": [dialect.quote(c) for c in resubmit]})
     schema = settings.staging_schema if write_flows else None
     return {
         "system": system,

@@ -106,6 +106,11 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         target.render("watermark_update", watermark_table=control.watermark))
     add(flow.target, target, "run_insert", f"{batch} (and a failed or halted run): its agent_run row",
         target.render("run_insert", run_table=control.run))
+    prune = f"every ledger.prune_every ({_d(config.model.ledger.prune_every)}) and `ledger prune`"
+    add(flow.target, target, "ledger_newest", f"{prune}: the flow's newest agent_ledger entry",
+        target.render("ledger_newest", ledger_table=control.ledger))
+    add(flow.target, target, "ledger_prune", f"{prune}: forget entries older than ledger.keep ({_d(config.model.ledger.keep)})",
+        target.render("ledger_prune", ledger_table=control.ledger))
     if not flow.rowversion:
         add(flow.source, source, "source_newest", f"health, after a poll: the newest {flow.watermark[0]} in the source "
             "(lag = it minus the staged watermark; only for a timestamp or date watermark)", newest_source_sql(source, flow))

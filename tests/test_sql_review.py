@@ -146,7 +146,10 @@ def test_sql_server_batch_statements_use_a_temp_table_and_identity(mssql_config,
     by_template = {s.template: s.text for s in sql_review.flow_statements(mssql_config, "work_orders")}
     columns = "[stg_batch_id], [stg_flow], [stg_source_key], [stg_source_version], [stg_change], [order_no], [qty_good], [due_date]"
     assert by_template["create_batch_table"] == (
-        f"SELECT {columns} INTO [#agent_batch_work_orders] FROM [staging].[stg_work_order] WHERE 1 = 0")
+        "SELECT l.batch_id AS stg_batch_id, l.flow AS stg_flow, l.source_key AS stg_source_key,\n"
+        "       l.source_version AS stg_source_version, CAST(NULL AS nchar(1)) AS stg_change, s.[order_no], s.[qty_good], "
+        "s.[due_date]\nINTO [#agent_batch_work_orders]\n"
+        "FROM [staging].[agent_ledger] l CROSS JOIN [staging].[stg_work_order] s WHERE 1 = 0")
     assert by_template["load_batch_table"] == (
         f"INSERT INTO [#agent_batch_work_orders] ({columns})\nVALUES (:p0, :p1, :p2, :p3, :p4, :p5, :p6, :p7)")
     ddl = cli("sql", "ddl", "-c", str(mssql_config.path), "--system", "erp", "--dialect", "mssql")
@@ -154,10 +157,11 @@ def test_sql_server_batch_statements_use_a_temp_table_and_identity(mssql_config,
     assert "    stg_id bigint IDENTITY(1,1) NOT NULL PRIMARY KEY,\n" in ddl.output
     assert "    [order_no] int NULL,\n    [qty_good] decimal(18,3) NULL,\n    [due_date] datetime2(6) NOT NULL,\n" in ddl.output
     statements = [s for s in ddl.output.split(";\n\n")]
-    assert len(statements) == 8
-    for statement in statements:
-        parsed = sqlglot.parse(statement.strip().rstrip(";"), read="tsql")
-        assert len(parsed) == 1 and type(parsed[0]).__name__ == "IfBlock", statement
+    kinds = [type(p).__name__ for statement in statements for p in sqlglot.parse(statement.strip().rstrip(";"), read="tsql")]
+    # The schema, four control tables, then per staging table its CREATE, its index and the ledger seed (an
+    # upgrade's rows, recorded as staged).
+    assert kinds == ["IfBlock"] * 5 + ["IfBlock", "IfBlock", "Insert"] * ((len(kinds) - 5) // 3), kinds
+    assert len(kinds) == len(statements) and len(kinds) > 5
 
 
 def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config):
@@ -172,8 +176,9 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("mes", "privilege_check"), ("mes", "catalog"), ("mes", "server_version"),
         ("erp", "watermark_select"), ("mes", "server_time"), ("mes", "read_batch"), ("mes", "read_batch"),
         ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"),
-        ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"), ("erp", "watermark_insert"),
-        ("erp", "watermark_update"), ("erp", "run_insert"), ("mes", "source_newest"),
+        ("erp", "ledger_insert"), ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"), ("erp", "watermark_insert"),
+        ("erp", "watermark_update"), ("erp", "run_insert"), ("erp", "ledger_newest"), ("erp", "ledger_prune"),
+        ("mes", "source_newest"),
         ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"), ("erp", "status_quarantine"),
     ]
     assert ("-- 4. read, cursor after: every next batch: rows strictly after the last row read (keyset)\n"
@@ -230,6 +235,7 @@ def statements_of(script: str) -> list[str]:
         'GRANT SELECT, INSERT, UPDATE ON TABLE "staging"."agent_watermark" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_run" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
+        'GRANT SELECT, INSERT, DELETE ON TABLE "staging"."agent_ledger" TO "erp_agent";',
     ]),
     ("mysql", [
         "CREATE USER IF NOT EXISTS 'mes_agent'@'%' IDENTIFIED BY 'CHANGE_ME';",
@@ -241,6 +247,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE ON `staging`.`agent_watermark` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_run` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
+        "GRANT SELECT, INSERT, DELETE ON `staging`.`agent_ledger` TO 'erp_agent'@'%';",
     ]),
     ("mssql", [
         "IF SUSER_ID(N'mes_agent') IS NULL CREATE LOGIN [mes_agent] WITH PASSWORD = N'CHANGE_ME', CHECK_POLICY = ON;",
@@ -256,6 +263,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON [staging].[agent_watermark] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_run] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_quarantine] TO [erp_agent];",
+        "GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON [staging].[agent_ledger] TO [erp_agent];",
     ]),
     ("sqlite", [], []),
 ])

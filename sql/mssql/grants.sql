@@ -27,8 +27,8 @@ GRANT VIEW DEFINITION ON {{ r.table }} TO {{ login }};
 -- ERP staging writes (flows: {{ write_flows | join(', ') }})
 {% for t in staging_tables %}
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ON {{ t.table }} ({{ t.update | join(', ') }}) TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ON {{ t.table }} ({{ t.update_columns | join(', ') }}) TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ login }};

@@ -24,8 +24,8 @@ GRANT SELECT ({{ r.columns | join(', ') }}) ON {{ r.table }} TO {{ login }};
 GRANT CREATE TEMPORARY TABLES ON {{ staging_schema }}.* TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ({{ t.update | join(', ') }}) ON {{ t.table }} TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON {{ t.table }} TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON {{ control.watermark }} TO {{ login }};

@@ -29,8 +29,8 @@ GRANT TEMPORARY ON DATABASE {{ database }} TO {{ login }};
 GRANT USAGE ON SCHEMA {{ staging_schema }} TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON TABLE {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ({{ t.update | join(', ') }}) ON TABLE {{ t.table }} TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON TABLE {{ t.table }} TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};

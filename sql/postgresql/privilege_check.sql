@@ -25,7 +25,8 @@ SELECT 'may delete, truncate or update in the staging schema', n.nspname || '.' 
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = :staging_schema
-  AND (pg_catalog.has_table_privilege(c.oid, 'DELETE') OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')
+  AND ((c.relname <> 'agent_ledger' AND pg_catalog.has_table_privilege(c.oid, 'DELETE'))
+       OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')
        OR (c.relname <> 'agent_watermark' AND pg_catalog.has_any_column_privilege(c.oid, 'UPDATE')))
 UNION ALL
 SELECT 'owns (may alter or drop)', n.nspname || '.' || c.relname
