@@ -42,6 +42,8 @@ log = logging.getLogger("mes_erp_agent")
 Gate = Callable[[str], "str | None"]
 # Called after each committed batch (the demo shows progress with it).
 BatchListener = Callable[[BatchReport], None]
+# Asked before each page is read: True when the agent is stopping (the flow ends after its batch in flight).
+StopCheck = Callable[[], bool]
 
 
 
@@ -121,14 +123,20 @@ def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[st
 
 
 def run_flow(ctx: FlowContext, gate: Gate | None = None, on_batch: BatchListener | None = None,
-             log_failure: bool = True) -> FlowReport:
+             log_failure: bool = True, stopping: StopCheck | None = None) -> FlowReport:
     """Catch the flow up: every changed row since its watermark, batch by batch. Never raises for data errors.
-    `log_failure=False`: a failed or halted run is not logged here (the service logs a failure streak once)."""
+    `log_failure=False`: a failed or halted run is not logged here (the service logs a failure streak once).
+    `stopping`: asked before each page; when it says so the run ends after the batch it committed last."""
     with log_context.flow(ctx.name):  # every log line of the run carries the flow's name
-        return _catch_up(ctx, gate, on_batch, log_failure)
+        return _catch_up(ctx, gate, on_batch, log_failure, stopping or _never)
 
 
-def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | None, log_failure: bool) -> FlowReport:
+def _never() -> bool:
+    return False
+
+
+def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | None, log_failure: bool,
+              stopping: StopCheck) -> FlowReport:
     report = FlowReport(ctx.name)
     position: Watermark | None = None
     try:
@@ -142,6 +150,9 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
         with _on_system(ctx.flow.source):
             pages = ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx))
         while True:
+            if stopping():
+                report.stopped = True
+                return report.finish(message="stopped after the last committed batch; the next run goes on from there")
             with _on_system(ctx.flow.source):
                 page = next(pages, None)
             if page is None:
@@ -226,7 +237,7 @@ def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Wate
 
 def run_once(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: Gate | None = None,
-    on_batch: BatchListener | None = None,
+    on_batch: BatchListener | None = None, stopping: StopCheck | None = None,
 ) -> list[FlowReport]:
     """`run --once`: prepare every flow first (configuration errors stop everything), then run each.
 
@@ -246,7 +257,13 @@ def run_once(
                 problems.append(str(exc))
     if problems:
         raise SchemaMismatch("\n".join(problems))
-    return [halted[name] if name in halted else run_flow(contexts[name], gate, on_batch) for name in config.flows(only)]
+    reports = []
+    for name in config.flows(only):
+        if stopping is not None and stopping():
+            reports.append(FlowReport(name, stopped=True).finish(message="not run: the agent was stopping"))
+        else:
+            reports.append(halted[name] if name in halted else run_flow(contexts[name], gate, on_batch, stopping=stopping))
+    return reports
 
 
 def staging_tables_of(config: LoadedConfig, systems: Systems, system: str) -> list[StagingTable]:

@@ -66,6 +66,7 @@ class FlowReport:
     # True when the read ended on a short page: every change up to the read's bound is staged (health: ok,
     # not catching up). Set where the page loop ends (pipeline.run_flow).
     caught_up: bool = False
+    stopped: bool = False  # the agent was stopping: the run ended after its last committed batch
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import signal
-import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -23,18 +21,15 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import alerts, ledger, pipeline
+from agent import ledger, pipeline
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems, known_passwords
 from agent.drift.gate import DriftGate
-from agent.drift.watcher import SnapshotWatcher
-from agent.errors import AgentError, SchemaMismatch, SecretUnavailable, SnapshotError, system_of
-from agent.exit_codes import ExitCode
-from agent.health import FlowHealth, HealthServer, HttpBindError
+from agent.errors import AgentError, SchemaMismatch, SecretUnavailable, system_of
 from agent.monitor import Monitor
 from agent.report import FAILED, HALTED, FlowReport
 from agent.retry import FailureStreak
-from agent.runtime import StatusFile, status_path
+from agent.stopping import InFlight, StopRequest
 
 log = logging.getLogger("mes_erp_agent")
 DEFAULT_EVERY = timedelta(seconds=60)
@@ -61,9 +56,11 @@ class FlowJob:
     def __init__(
         self, config: LoadedConfig, systems: Systems, name: str, gate: pipeline.Gate | None,
         on_batch: pipeline.BatchListener | None = None, monitor: Monitor | None = None,
+        stop: StopRequest | None = None, in_flight: InFlight | None = None,
     ):
         self.config, self.systems, self.name, self.gate = config, systems, name, gate
         self.on_batch, self.monitor = on_batch, monitor
+        self.stop, self.in_flight = stop or StopRequest(), in_flight or InFlight()
         self.context: pipeline.FlowContext | None = None
         self.generation: object = None
         self.trigger = trigger_for(config.model.flows[name])
@@ -80,9 +77,10 @@ class FlowJob:
         self.generation = generation
 
     def __call__(self) -> FlowReport | None:
-        if self.streak.waiting():
+        if self.streak.waiting() or self.stop.is_set():
             return None
-        report = self._poll()
+        with self.in_flight:
+            report = self._poll()
         if report.outcome == FAILED:
             self.streak.failed(report)
         else:
@@ -119,13 +117,13 @@ class FlowJob:
                 report = FlowReport(self.name, system=system_of(exc))
                 return report.finish(FAILED, _first_line(exc), log_failure=False)
         assert self.context is not None
-        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False)
+        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False, stopping=self.stop.is_set)
 
 
 def build_scheduler(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None,
     on_batch: pipeline.BatchListener | None = None, scheduler_class: type[BaseScheduler] = BlockingScheduler,
-    monitor: Monitor | None = None,
+    monitor: Monitor | None = None, stop: StopRequest | None = None, in_flight: InFlight | None = None,
 ) -> BaseScheduler:
     """One FlowJob per flow, with id the flow's name, on the flow's trigger. `scheduler_class=BackgroundScheduler`
     gives the same jobs, triggers and defaults running in the background (the demo drives its view meanwhile).
@@ -140,7 +138,7 @@ def build_scheduler(
     problems = []
     jobs: list[FlowJob] = []
     for name in flows:
-        job = FlowJob(config, systems, name, gate, on_batch, monitor)
+        job = FlowJob(config, systems, name, gate, on_batch, monitor, stop, in_flight)
         try:
             job.prepare()
         except SchemaMismatch as exc:
@@ -151,21 +149,21 @@ def build_scheduler(
     if problems:
         raise SchemaMismatch("\n".join(problems))
     if monitor is not None:
-        def check() -> None:
-            monitor.check({job.name: job.context for job in jobs if job.context is not None})
+        def check() -> None:  # the scheduler's current flows: a reload adds and removes them
+            monitor.check({job.name: job.context for job in flow_jobs(scheduler) if job.context is not None})
 
         every = max(config.model.alerts.check_every.total_seconds(), 0.1)
         scheduler.add_job(check, IntervalTrigger(seconds=every), id=MONITOR_JOB, name="quarantine and backlog check",
                           next_run_time=_now(scheduler))
         scheduler.add_job(_prune_ledgers, IntervalTrigger(seconds=config.model.ledger.prune_every.total_seconds()),
-                          args=(config, jobs), id=LEDGER_JOB, name="ledger prune", next_run_time=_now(scheduler))
+                          args=(config, scheduler), id=LEDGER_JOB, name="ledger prune", next_run_time=_now(scheduler))
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 
 
-def _prune_ledgers(config: LoadedConfig, jobs: list[FlowJob]) -> None:
+def _prune_ledgers(config: LoadedConfig, scheduler: BaseScheduler) -> None:
     """Every prepared flow's agent_ledger entries older than `ledger.keep`; a flow whose ERP is down waits."""
-    for job in jobs:
+    for job in flow_jobs(scheduler):
         ctx = job.context
         if ctx is None:
             continue
@@ -173,6 +171,10 @@ def _prune_ledgers(config: LoadedConfig, jobs: list[FlowJob]) -> None:
             ledger.prune(ctx.target_engine, ctx.target_dialect, ctx.control, ctx.name, config.model.ledger.keep)
         except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # its polls report the outage
             log.debug("flow %s: agent_ledger not pruned: %s", ctx.name, _first_line(exc))
+
+
+def flow_jobs(scheduler: BaseScheduler) -> list[FlowJob]:
+    return [job.func for job in scheduler.get_jobs() if isinstance(job.func, FlowJob)]
 
 
 def _now(scheduler: BaseScheduler) -> dt.datetime:
@@ -189,45 +191,3 @@ def _on_job_event(event: JobExecutionEvent) -> None:
         log.error("%s crashed: %s (it runs again at its next time)", event.job_id, event.exception)
     else:
         log.warning("%s is still running from its previous time; this poll was skipped", event.job_id)
-
-
-def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
-    """Run until SIGTERM/SIGINT. Returns the exit code."""
-    # APScheduler logs every job run at INFO: 86,400 lines a day per flow at a 1 s cadence. Its warnings stay.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-    systems = Systems(config)
-    book = alerts.book_for(config)  # one book: drift, failing flows, quarantine and backlog share its outbox
-    health = FlowHealth.for_config(config, only)
-    status = StatusFile(status_path(config.resolve(config.model.alerts.dir)), health.snapshot)
-    monitor = Monitor(config, book, health, status)
-    try:
-        gate = DriftGate(config, systems, only, book=book)
-        scheduler = build_scheduler(config, systems, only, gate, monitor=monitor)
-        server = HealthServer(health, config.model.http).start() if config.model.http else None
-    except (SnapshotError, SchemaMismatch, HttpBindError) as exc:
-        what = "cannot check for schema drift" if isinstance(exc, SnapshotError) else (
-            "cannot serve /healthz and /metrics" if isinstance(exc, HttpBindError)
-            else "configuration does not match the databases")
-        log.error("%s; not starting:\n%s", what, exc)
-        book.close()
-        systems.dispose()
-        return ExitCode.CONFIG
-    watcher = SnapshotWatcher(gate).start()  # an accepted snapshot resumes halted flows without a restart
-    if threading.current_thread() is threading.main_thread():
-        for stop_signal in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(stop_signal, lambda *_: scheduler.shutdown(wait=False))
-    log.info("mes-erp-agent running %d flows; stop with Ctrl+C or SIGTERM", len(config.flows(only)))
-    status.update(force=True)
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        watcher.stop()
-        if server is not None:
-            server.stop()
-        gate.close()
-        book.close()  # alerts still being sent get `alerts.exit_wait`; the rest go out at the next start
-        status.stopped()
-        systems.dispose()
-    return ExitCode.OK

@@ -14,6 +14,7 @@ from agent.connect import Systems
 from agent.drift.gate import DriftGate
 from agent.errors import ConfigError, SchemaMismatch, SnapshotError
 from agent.exit_codes import ExitCode
+from agent.stopping import StopRequest
 
 _NUMBER_COLUMNS = ("read", "written", "already staged", "quarantined", "batches", "seconds")
 
@@ -35,14 +36,16 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
     except ConfigError as exc:
         fail(str(exc), ExitCode.CONFIG)
     if not once:
-        from agent.schedule import run_forever
+        from agent.runner import run_forever
 
         sys.exit(int(run_forever(config, flow_name)))
     systems = Systems(config)
     gate: DriftGate | None = None
+    stop = StopRequest()
+    restore_signals = stop.install_signal_handlers()  # SIGTERM/SIGINT: stop after the batch in flight, exit 130
     try:
         gate = DriftGate(config, systems, flow_name)
-        reports = pipeline.run_once(config, systems, flow_name, gate=gate)
+        reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set)
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
     except (ConfigError, SchemaMismatch) as exc:
@@ -51,7 +54,12 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
         if gate is not None:
             gate.close()  # alerts still being sent get `alerts.exit_wait`; the rest go out at the next run
         systems.dispose()
+        restore_signals()
     _print_reports(reports)
+    if stop.is_set():
+        errors.print(f"stopped by {stop.reason} after the last committed batch; the next run goes on from there",
+                     markup=False, highlight=False)
+        sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(int(exit_code_for(reports)))
 
 

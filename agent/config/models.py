@@ -327,6 +327,16 @@ class AgentConfig(Model):
     retry: FlowRetry = FlowRetry()  # every flow's retry after a failed poll (database down, refused, restarting)
     http: HttpConfig | None = None  # None: no HTTP endpoint
     ledger: LedgerConfig = LedgerConfig()  # how long agent_ledger keeps what each flow staged
+    # SIGTERM/SIGINT/service stop: flows finish the batch in flight; the agent exits (0) within this time at most,
+    # a batch still being written then rolled back by the database (the next run re-reads it).
+    stop_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("stop_timeout")
+    @classmethod
+    def _stop_timeout_sensible(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("expected a stop timeout between 1s and 1h, e.g. 30s")
+        return value
 
 
 def split_table(name: str) -> tuple[str | None, str]:

@@ -6,6 +6,7 @@ own figures, and /metrics shows only the agent's metrics. FlowHealth is the only
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -53,6 +54,20 @@ class AgentMetrics:
         self.drift_halted.labels(flow).set(0)
         self.poll_duration.labels(flow)
         self.set_state(flow, "starting", healthy=False)
+
+    def add(self, flow: str) -> None:
+        """A flow added by a configuration reload."""
+        self._initialise(flow)
+
+    def forget(self, flow: str) -> None:
+        """A flow removed by a configuration reload: its series leave /metrics."""
+        for metric in (self.rows_staged, self.rows_quarantined, self.batches, self.failures, self.lag, self.backlog_rows,
+                       self.backlog_age, self.drift_halted, self.up, self.poll_duration):
+            with contextlib.suppress(KeyError):  # never labelled
+                metric.remove(flow)
+        for state in STATES:
+            with contextlib.suppress(KeyError):
+                self.state.remove(flow, state)
 
     def add_batch(self, flow: str, rows_staged: int, rows_quarantined: int, batches: int = 1) -> None:
         self.rows_staged.labels(flow).inc(rows_staged)

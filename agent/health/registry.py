@@ -77,6 +77,19 @@ class FlowHealth:
         sizes = {name: flow.batch_size for name, flow in config.flows(only).items()}
         return cls(sizes, secrets=[str(p) for p in passwords if p], clock=clock)
 
+    def set_flows(self, batch_sizes: dict[str, int]) -> None:
+        """After a configuration reload: flows added start fresh, flows removed are forgotten, the rest keep theirs."""
+        with self._lock:
+            for name in [n for n in self._flows if n not in batch_sizes]:
+                del self._flows[name]
+                self.metrics.forget(name)
+            for name, size in batch_sizes.items():
+                if name not in self._flows:
+                    self._flows[name] = _Flow(name, size)
+                    self.metrics.add(name)
+                else:
+                    self._flows[name].batch_size = size
+
     def batch_done(self, batch: BatchReport) -> None:
         """A committed batch; a full one means more rows are waiting: the flow is catching up."""
         with self._lock:
