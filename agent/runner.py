@@ -208,6 +208,10 @@ class Runner:
 
     def _apply(self, new: LoadedConfig, plan: ReloadPlan) -> None:
         assert self.scheduler is not None and self.gate is not None
+        for name in [*plan.removed, *plan.jobs]:
+            old = self.scheduler.get_job(name)
+            if old is not None and isinstance(old.func, FlowJob):
+                old.func.retired = True  # a run in flight ends after the batch it is writing
         for name in plan.removed:
             self.scheduler.remove_job(name)
             log.info("flow %s removed from the configuration: it no longer polls", name)

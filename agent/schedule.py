@@ -61,6 +61,7 @@ class FlowJob:
         self.config, self.systems, self.name, self.gate = config, systems, name, gate
         self.on_batch, self.monitor = on_batch, monitor
         self.stop, self.in_flight = stop or StopRequest(), in_flight or InFlight()
+        self.retired = False  # a reload replaced or removed the flow: a run in flight ends after its batch
         self.context: pipeline.FlowContext | None = None
         self.generation: object = None
         self.trigger = trigger_for(config.model.flows[name])
@@ -77,7 +78,7 @@ class FlowJob:
         self.generation = generation
 
     def __call__(self) -> FlowReport | None:
-        if self.streak.waiting() or self.stop.is_set():
+        if self.streak.waiting() or self.stopping():
             return None
         with self.in_flight:
             report = self._poll()
@@ -117,7 +118,10 @@ class FlowJob:
                 report = FlowReport(self.name, system=system_of(exc))
                 return report.finish(FAILED, _first_line(exc), log_failure=False)
         assert self.context is not None
-        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False, stopping=self.stop.is_set)
+        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False, stopping=self.stopping)
+
+    def stopping(self) -> bool:
+        return self.retired or self.stop.is_set()
 
 
 def build_scheduler(

@@ -73,9 +73,10 @@ def test_invalid_edit_is_rejected_and_a_valid_one_adds_a_flow_without_a_restart(
         wait_until(lambda: len(webhook.posts) == 2, 30, "the resolution")
         pid = service.process.pid
 
-        # 3. SIGHUP reloads too; removing a flow stops it polling.
+        # 3. SIGHUP reloads too; removing a flow stops it polling; a remapped flow moves rows the new way.
         only_holds = yaml.safe_load(following.read_text(encoding="utf-8"))
         del only_holds["flows"]["orders"]
+        only_holds["flows"]["holds"]["columns"]["qty"] = {"from": "wo_id", "type": "int"}
         tmp = tmp_path / "agent.tmp.yaml"
         tmp.write_text(yaml.safe_dump(only_holds, sort_keys=False), encoding="utf-8")
         tmp.replace(service.config)  # an atomic save, as editors and config management do
@@ -83,7 +84,7 @@ def test_invalid_edit_is_rejected_and_a_valid_one_adds_a_flow_without_a_restart(
         time.sleep(3)
         write_mes(pair, orders, [{"wo_id": 3, "qty": 30, "updated_at": recent(1)}])
         write_mes(pair, holds, [{"wo_id": 8, "qty": 80, "updated_at": recent(1)}])
-        wait_until(lambda: staged(pair, "stg_holds") == [(7, 70), (8, 80)], 30, "the remaining flow's row")
+        wait_until(lambda: staged(pair, "stg_holds") == [(7, 70), (8, 8)], 30, "the remapped flow's row")
         time.sleep(1.5)
         assert staged(pair, "stg_orders") == [(1, 10), (2, 20)]  # the removed flow polls no more
         assert service.process.pid == pid and service.process.poll() is None  # never restarted
@@ -102,3 +103,4 @@ def test_invalid_edit_is_rejected_and_a_valid_one_adds_a_flow_without_a_restart(
     assert "flow holds added: it starts polling now" in log
     assert "reloading (SIGHUP)" in log
     assert "flow orders removed from the configuration: it no longer polls" in log
+    assert "flow holds changed: its next poll runs on the new configuration" in log
