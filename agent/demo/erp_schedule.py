@@ -60,3 +60,21 @@ def create_schedule(engine: sa.Engine, rows: list[dict[str, Any]], schema: str |
         if rows:
             conn.execute(table.insert(), rows)
     return table
+
+
+def initial_schedule(now: dt.datetime, orders: int = 240, per_day: int = 20) -> list[dict[str, Any]]:
+    """The ERP's schedule as the demo starts: the products and quantities of the latest AdventureWorks work orders,
+    released again as new production orders over the next days. One planning run released them all, so they share
+    one `modified_at`: the order number breaks the tie (and with `batch_size: 100` the initial load of this flow
+    shows ties across batch boundaries)."""
+    from agent.demo import adventureworks
+
+    days = {p["product_id"]: p["days_to_manufacture"] for p in adventureworks.iter_rows("product")}
+    recent = list(adventureworks.iter_rows("work_order"))[-orders:]
+    released_at = (now - dt.timedelta(minutes=10)).replace(microsecond=0)
+    first_day = dt.datetime.combine(now.date(), dt.time(6)) + dt.timedelta(days=1)
+    return [
+        released_order(FIRST_ORDER_NO + n, wo["product_id"], wo["order_qty"], first_day + dt.timedelta(days=n // per_day),
+                       days.get(wo["product_id"], 1) + 2, released_at)
+        for n, wo in enumerate(recent)
+    ]
