@@ -10,7 +10,7 @@ an attached file and the core tables live in the main file.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class Side:
     core: str | None  # schema (MySQL: database) of the core tables; None: SQLite's main file
     staging: str  # staging schema (MySQL: database; SQLite: attached name)
     attach: dict[str, str] = field(default_factory=dict)
-    database: str | None = None  # MySQL: the database the agent's URL names (its staging database)
 
     def table(self, name: str) -> str:
         return f"{self.core}.{name}" if self.core else name
@@ -83,15 +82,6 @@ class Plant:
     kind: str
     mes: Side
     erp: Side
-
-    def as_login(self, login: str, password: str) -> Plant:
-        """The same plant as the agent's granted login sees it (MySQL: the URL names the staging database)."""
-        def side(s: Side) -> Side:
-            url = make_url(s.url).set(username=login, password=password)
-            if self.kind == "mysql":
-                url = url.set(database=s.staging)
-            return replace(s, url=url.render_as_string(hide_password=False))
-        return replace(self, mes=side(self.mes), erp=side(self.erp))
 
 
 def make_plant(db_factory, kind: str, folder: Path, suffix: str = "") -> Plant:
