@@ -4,8 +4,11 @@ The configured flows decide every grant: SELECT on exactly the source columns a 
 columns, or every column its custom query mentions, in joins and filters too), SELECT and INSERT on its
 staging table (UPDATE only on the columns a flow's `resubmit:` sets), the control tables (UPDATE only on
 agent_watermark, DELETE only on agent_ledger, for pruning), the temporary-table right of the batch table.
-Identifiers come from validated configuration and are quoted by the dialect; the password is a placeholder,
-and a placeholder equal to the configured password is refused.
+A system can be the source of some flows and the target of others (MES -> ERP confirmations, ERP -> MES
+released orders): its login then gets both, the reads for the flows it is the source of and the staging writes
+for the flows it is the target of, and nothing else. Identifiers come from validated configuration and are
+quoted by the dialect; the password is a placeholder, and a placeholder equal to the configured password is
+refused.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
                 resubmit = outcome.resubmit if outcome and outcome.resubmit else {}
                 staging_tables.append({"table": table, "flow": name, "update_columns": [dialect.quote(c) for c in resubmit]})
     schema = settings.staging_schema if write_flows else None
+    files = [own.resolve_url(url, config.folder).database,
+             *(str(config.resolve(path)) for path in settings.attach.values())]
+    staging_file = str(config.resolve(settings.attach[schema])) if schema and schema in settings.attach else None
     return {
         "system": system,
         "database": dialect.quote(url.database) if url.database else None,
@@ -107,8 +113,9 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
         "staging_tables": staging_tables,
         "write_flows": write_flows,
         "control": ControlTables.in_schema(dialect, schema) if schema else None,
-        "files": [own.resolve_url(url, config.folder).database,
-                  *(str(config.resolve(path)) for path in settings.attach.values())],
+        "files": files,
+        # SQLite: the files only read; a system that is also a target writes its staging file (listed apart).
+        "read_files": [f for f in files if f != staging_file],
     }
 
 

@@ -154,3 +154,34 @@ def test_the_documented_example_config_is_valid(monkeypatch):
     result = cli("check-config", "-c", str(example))
     assert result.exit_code == 0, result.output
     assert "not-a-real-password" not in result.output
+
+
+def uncomment_erp_to_mes(example: str) -> str:
+    """config.example.yaml with its commented ERP -> MES example switched on, as a user would."""
+    lines, in_flow = [], False
+    for line in example.splitlines():
+        if line == "    # staging_schema: mes_inbound":
+            line = "    staging_schema: mes_inbound"
+        elif line == "  # released_orders:" or (in_flow and line.startswith("  #   ")):
+            in_flow, line = True, "  " + line[4:]
+        else:
+            in_flow = False
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_commented_erp_to_mes_example_is_valid_once_switched_on(monkeypatch, tmp_path):
+    monkeypatch.setenv("ERP_AGENT_PASSWORD", "not-a-real-password")
+    example = (Path(__file__).resolve().parents[1] / "config.example.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "agent.yaml"
+    path.write_text(uncomment_erp_to_mes(example), encoding="utf-8")
+    assert cli("check-config", "-c", str(path)).exit_code == 0
+    config = load_config(path)
+    assert (config.model.flows["released_orders"].source, config.model.flows["released_orders"].target) == ("erp", "mes")
+    # Each login gets both of its roles (printed without connecting).
+    mes = cli("sql", "grants", "-c", str(path), "--system", "mes").output.splitlines()
+    assert 'GRANT SELECT, INSERT ON TABLE "mes_inbound"."stg_released_order" TO "mes_agent";' in mes
+    assert [line for line in mes if "INSERT" in line and line.startswith("GRANT") and '"mes_inbound".' not in line] == []
+    erp = cli("sql", "grants", "-c", str(path), "--system", "erp").output.splitlines()
+    assert ("GRANT SELECT ON [dbo].[production_order] ([changed_at], [order_no], [material_no], [order_qty], "
+            "[scheduled_start], [due_date], [status]) TO [erp_agent];") in erp

@@ -75,3 +75,43 @@ def test_the_same_session_reads(source):
     _kind, _url, engine = source
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM part WHERE id = 1")).scalar_one() == "bolt"
+
+
+def test_a_sqlite_source_attaches_a_staging_file_only_once_it_exists_and_never_creates_it(tmp_path):
+    """A system that is a flow's source and another flow's target: before `sql ddl --apply` made its staging file,
+    its read-only session opens without it (mode=ro cannot create a file, and must not); once the file exists, a
+    pooled connection made without it is replaced and the staging schema is readable. Before, the session failed
+    with "unable to open database" until the file existed, so `sql ddl --apply` of the other system failed."""
+    main, inbound = tmp_path / "mes.db", tmp_path / "mes_inbound.db"
+    admin = sa.create_engine(f"sqlite:///{main}")
+    with admin.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE part (id int PRIMARY KEY, name varchar(20))")
+        conn.exec_driver_sql("INSERT INTO part VALUES (1, 'bolt')")
+    admin.dispose()
+    document = {
+        "systems": {"mes": {"url": f"sqlite:///{main}", "staging_schema": "mes_inbound",
+                            "attach": {"mes_inbound": str(inbound)}},
+                    "erp": {"url": f"sqlite:///{tmp_path / 'erp.db'}", "staging_schema": "staging",
+                            "attach": {"staging": str(tmp_path / "erp_staging.db")}}},
+        "flows": {"parts": {"source": "mes", "target": "erp", "table": "part", "watermark": ["id"], "key": ["id"],
+                            "staging_table": "stg_part", "columns": {"part_no": "id"}},
+                  "orders": {"source": "erp", "target": "mes", "table": "production_order", "watermark": ["id"],
+                             "key": ["id"], "staging_table": "stg_order", "columns": {"order_no": "id"}}},
+    }
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    config = load_config(tmp_path / "agent.yaml")
+    source = create_engine(config, "mes", "source")
+    with source.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM part")).scalar_one() == "bolt"
+        assert [r.name for r in conn.exec_driver_sql("PRAGMA database_list")] == ["main"]
+    assert not inbound.exists()  # the read-only session created nothing
+    target = create_engine(config, "mes", "target")  # what `sql ddl --apply` does: the target creates the file
+    with target.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE mes_inbound.stg_order (stg_id INTEGER PRIMARY KEY, order_no int)")
+        conn.exec_driver_sql("INSERT INTO mes_inbound.stg_order (order_no) VALUES (7)")
+    target.dispose()
+    with source.connect() as conn:  # the pooled connection without the file is replaced
+        assert conn.execute(sa.text("SELECT order_no FROM mes_inbound.stg_order")).scalar_one() == 7
+        with pytest.raises(sa.exc.OperationalError, match="attempt to write a readonly database"):
+            conn.exec_driver_sql("INSERT INTO mes_inbound.stg_order (order_no) VALUES (8)")
+    source.dispose()

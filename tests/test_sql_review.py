@@ -306,13 +306,38 @@ def test_sqlite_grants_explain_the_file_permissions(tmp_path):
     assert mes.output.splitlines() == [
         "-- mes-erp-agent on system mes (SQLite): nothing to run. SQLite has no logins and no GRANT;",
         "-- access is the operating system's file permissions, so this is what the DBA (or the admin) sets instead:",
-        "--   MES reads (flows: wo): the agent opens the database read-only (mode=ro), and",
+        "--   Source reads (flows: wo): the agent opens the database read-only (mode=ro), and",
         "--   its attached files too; give the agent's OS account read permission only on:",
         f"--     {tmp_path / 'mes.db'}",
     ]
     erp = cli("sql", "grants", "-c", str(config), "--system", "erp")
     assert erp.exit_code == 0 and statements_of(erp.output) == []
     assert "--   staging (an attached file, `attach:`); give its OS account write permission on that file" in erp.output
+
+
+def test_sqlite_grants_of_a_system_that_is_source_and_target_read_its_files_and_write_only_its_staging_file(tmp_path):
+    config = write(tmp_path, """\
+        systems:
+          mes: {url: "sqlite:///mes.db", staging_schema: mes_inbound, attach: {mes_inbound: mes_inbound.db}}
+          erp: {url: "sqlite:///erp.db", staging_schema: staging, attach: {staging: erp_staging.db}}
+        flows:
+          wo: {source: mes, target: erp, table: work_order, watermark: [id], key: [id], staging_table: stg_wo,
+               columns: {order_no: id}}
+          released: {source: erp, target: mes, table: production_order, watermark: [id], key: [id],
+                     staging_table: stg_released_order, columns: {order_no: id}}
+        """)
+    mes = cli("sql", "grants", "-c", str(config), "--system", "mes")
+    assert mes.exit_code == 0, mes.output
+    assert mes.output.splitlines() == [
+        "-- mes-erp-agent on system mes (SQLite): nothing to run. SQLite has no logins and no GRANT;",
+        "-- access is the operating system's file permissions, so this is what the DBA (or the admin) sets instead:",
+        "--   Source reads (flows: wo): the agent opens the database read-only (mode=ro), and",
+        "--   its attached files too; give the agent's OS account read permission only on:",
+        f"--     {tmp_path / 'mes.db'}",
+        "--   Staging writes (flows: released): the agent writes only the staging schema",
+        "--   mes_inbound (an attached file, `attach:`); give its OS account write permission on that file",
+        "--   and its folder (SQLite's journal), and read permission only on the other files.",
+    ]
 
 
 def test_ddl_for_another_dialect_needs_a_type_or_a_snapshot(tmp_path):

@@ -16,9 +16,10 @@ CONFIG_NAME = "demo.yaml"
 EDITED_CONFIG_NAME = "demo.yaml.edited"
 MARKER_NAME = ".mes-erp-agent-demo"
 MES_FILE, ERP_FILE, STAGING_FILE = "mes.db", "erp.db", "erp_staging.db"
+INBOUND_FILE = "mes_inbound.db"  # the MES's inbound staging schema, where the ERP -> MES flow writes
 # Everything a demo run creates in its folder; a new run in the same folder removes exactly these.
 DEMO_FILES = tuple(
-    f"{name}{suffix}" for name in (MES_FILE, ERP_FILE, STAGING_FILE) for suffix in ("", "-journal", "-wal", "-shm")
+    f"{name}{suffix}" for name in (MES_FILE, ERP_FILE, STAGING_FILE, INBOUND_FILE) for suffix in ("", "-journal", "-wal", "-shm")
 ) + (CONFIG_NAME, MARKER_NAME)
 DEMO_FOLDERS = ("schema_snapshots", "alerts")  # written by the agent (drift gate) next to the config
 

@@ -1,4 +1,5 @@
-"""Step 3: every flow catches up on the MES history, as `mes-erp-agent run --once` does, in batches."""
+"""Step 3: every flow catches up on the history (the MES's work orders and operations, the ERP's released orders),
+as `mes-erp-agent run --once` does, in batches."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from agent.demo.screen import Printer, number, seconds_text
 
 
 def run_initial_load(contexts: dict[str, pipeline.FlowContext], gate: pipeline.Gate | None, recorder: PollRecorder,
-                     printer: Printer, mes_counts: dict[str, int]) -> None:
+                     printer: Printer, source_counts: dict[str, int]) -> None:
     """Run each flow once to the end of its table; a terminal shows a progress bar per flow."""
-    printer.step(3, "Initial load", f"every flow catches up on the MES history, as `{printer.command('run', '--once')}`")
-    progress = _progress_bars(recorder, printer, mes_counts) if printer.tty else None
+    printer.step(3, "Initial load", "every flow catches up on its source's history (MES work orders and operations, "
+                 f"the ERP's released orders), as `{printer.command('run', '--once')}`")
+    progress = _progress_bars(recorder, printer, source_counts) if printer.tty else None
     with progress or nullcontext():
         for name, ctx in contexts.items():
             started = time.monotonic()
@@ -30,11 +32,11 @@ def run_initial_load(contexts: dict[str, pipeline.FlowContext], gate: pipeline.G
                        f"in {f.initial_batches} batches, {seconds_text(f.initial_seconds)}{rate}")
 
 
-def _progress_bars(recorder: PollRecorder, printer: Printer, mes_counts: dict[str, int]) -> Progress:
+def _progress_bars(recorder: PollRecorder, printer: Printer, source_counts: dict[str, int]) -> Progress:
     progress = Progress(TextColumn("  {task.description:<26}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("rows"), TimeElapsedColumn(), console=printer.console)
     tasks: dict[str, TaskID] = {
-        name: progress.add_task(name, total=mes_counts.get(f.table)) for name, f in recorder.flows.items()
+        name: progress.add_task(name, total=source_counts.get(f.table)) for name, f in recorder.flows.items()
     }
     recorder.on_initial_rows = lambda flow, rows: progress.advance(tasks[flow], rows)
     return progress

@@ -1,10 +1,11 @@
-"""Step 4: the shop floor changes the MES while the agent polls each flow exactly as `mes-erp-agent run` does.
+"""Step 4: the shop floor changes the MES and the planner the ERP's schedule while the agent polls each flow
+exactly as `mes-erp-agent run` does.
 
 The polls are the service's own: `schedule.build_scheduler` makes the same FlowJob per flow (drift gate, then
 the run), with the same triggers and job defaults, here as a BackgroundScheduler so that this thread keeps the
 clock and the view. Each poll's FlowReport comes back through the scheduler's EVENT_JOB_EXECUTED, each batch
 through the job's batch listener. When the shop floor stops, the scheduler keeps polling until every flow has
-polled once after the last changes got older than the lag: by then every change is in the ERP.
+polled once after the last changes got older than the lag: by then every change is in its target's staging.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from rich.live import Live
 from agent import pipeline, report, schedule
 from agent.config import LoadedConfig
 from agent.connect import Systems
+from agent.demo.planner import Planner
 from agent.demo.polls import PollRecorder
-from agent.demo.screen import live_view, simulator_line
+from agent.demo.screen import live_view, planner_line, simulator_line
 from agent.demo.shopfloor import ShopFloor
 
 CATCH_UP_MARGIN = 0.25  # seconds past the lag before the last poll, for the MES clock's millisecond rounding
@@ -35,12 +37,12 @@ class DemoFailed(Exception):
 
 
 class LiveRun:
-    """The shop floor for `seconds` with the service's scheduler polling, then the last catch-up."""
+    """The shop floor (and the ERP planner) for `seconds` with the service's scheduler polling, then the last catch-up."""
 
     def __init__(self, config: LoadedConfig, systems: Systems, gate: pipeline.Gate | None, recorder: PollRecorder,
-                 shopfloor: ShopFloor, seconds: float):
+                 shopfloor: ShopFloor, seconds: float, planner: Planner | None = None):
         self.config, self.systems, self.gate = config, systems, gate
-        self.recorder, self.shopfloor, self.seconds = recorder, shopfloor, seconds
+        self.recorder, self.shopfloor, self.seconds, self.planner = recorder, shopfloor, seconds, planner
         self.printer = recorder.printer
         self.phase = "shop floor running"
         self._polled = threading.Condition()
@@ -50,9 +52,12 @@ class LiveRun:
     def run(self) -> None:
         flows = list(self.recorder.flows.values())
         cadence = ", ".join(f"{f.name} every {f.every:g} s" for f in flows)
+        planner = ", and a planner reschedules, changes and releases production orders in the ERP," if self.planner else ""
         self.printer.step(4, f"Shop floor, {self.seconds:g} s", "a simulator starts, confirms and completes work "
-                          f"orders in the MES while the agent polls each flow on its own schedule: {cadence}")
+                          f"orders in the MES{planner} while the agent polls each flow on its own schedule: {cadence}")
         self.shopfloor.prepare()
+        if self.planner is not None:
+            self.planner.prepare()
         scheduler = schedule.build_scheduler(self.config, self.systems, gate=self.gate,
                                              on_batch=self.recorder.on_batch, scheduler_class=BackgroundScheduler)
         scheduler.add_listener(self._on_poll, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
@@ -63,6 +68,8 @@ class LiveRun:
             with view:
                 self.recorder.start_live()
                 self.shopfloor.start()
+                if self.planner is not None:
+                    self.planner.start()
                 scheduler.start()
                 self._run_shop_floor()
                 self.phase = "last catch-up"
@@ -74,16 +81,23 @@ class LiveRun:
                 scheduler.shutdown(wait=True)  # a poll in progress ends first (its batch commits or rolls back)
         self._raise_listener_error()
         self.printer.detail(simulator_line(self.shopfloor.counters).plain)
+        if self.planner is not None:
+            self.printer.detail(planner_line(self.planner.counters).plain)
 
     def _run_shop_floor(self) -> None:
         end = self.recorder.started + self.seconds
-        while (now := time.monotonic()) < end and self.shopfloor.is_alive():
+        simulators: list[ShopFloor | Planner] = [self.shopfloor] + ([self.planner] if self.planner else [])
+        while (now := time.monotonic()) < end and all(s.is_alive() for s in simulators):
             self._raise_listener_error()
             time.sleep(min(end - now, 0.1))
-        self.shopfloor.stop()
-        self.shopfloor.join()
+        for simulator in simulators:
+            simulator.stop()
+        for simulator in simulators:
+            simulator.join()
         if self.shopfloor.error is not None:
             raise DemoFailed(f"the shop floor simulator failed: {self.shopfloor.error}") from self.shopfloor.error
+        if self.planner is not None and self.planner.error is not None:
+            raise DemoFailed(f"the ERP planner simulator failed: {self.planner.error}") from self.planner.error
 
     def _catch_up(self) -> None:
         """Keep polling on schedule until every flow has polled once after its last changes got older than the lag."""
@@ -133,4 +147,5 @@ class LiveRun:
 
     def _view(self) -> Any:
         return live_view(list(self.recorder.flows.values()), self.shopfloor.counters, self.recorder.events,
-                         self.recorder.started, self.seconds, self.phase)
+                         self.recorder.started, self.seconds, self.phase,
+                         self.planner.counters if self.planner is not None else None)

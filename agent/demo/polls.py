@@ -1,6 +1,6 @@
 """What each of the agent's polls did, for the view and the summary: counts, arrivals, latencies.
 
-It listens where the service can be listened to: `on_batch` right after each batch's ERP commit (a
+It listens where the service can be listened to: `on_batch` right after each batch's commit on the target (a
 `pipeline.BatchListener`), `finish_poll` with the poll's FlowReport. During the shop floor the scheduler runs
 polls of different flows in its threads at the same time: each flow's own numbers are only touched by its own
 polls (a flow never overlaps itself), and a lock keeps the shared parts (the poll list, the console) whole.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from agent import report
-from agent.demo.erp_reader import ErpReader
+from agent.demo.staging_reader import StagingReader
 from agent.demo.screen import Events, FlowStats, Printer, poll_line
 from agent.demo.shopfloor import QUARANTINED, STAGED, ChangeLog
 
@@ -40,7 +40,7 @@ class _Marks:
 
 
 class PollRecorder:
-    def __init__(self, flows: dict[str, FlowStats], log: ChangeLog, events: Events, reader: ErpReader,
+    def __init__(self, flows: dict[str, FlowStats], log: ChangeLog, events: Events, reader: StagingReader,
                  printer: Printer):
         self.flows, self.log, self.events, self.reader, self.printer = flows, log, events, reader, printer
         self.polls: list[Poll] = []
@@ -60,7 +60,7 @@ class PollRecorder:
         self.started = time.monotonic()
 
     def on_batch(self, batch: report.BatchReport) -> None:
-        """Right after a batch's ERP commit: count it and, live, match its rows to the MES changes."""
+        """Right after a batch's commit on the target: count it and, live, match its rows to the simulated changes."""
         committed = time.monotonic()
         f = self.flows[batch.flow]
         self._batch_ids[f.name].append(batch.batch_id)
@@ -75,10 +75,10 @@ class PollRecorder:
         f.live_staged += batch.rows_written
         latencies, quarantined = self._arrivals(f, committed)
         f.latencies.extend(latencies)
-        self.events.add("ERP", _batch_event(f, batch, latencies, quarantined))
+        self.events.add("agent", _batch_event(f, batch, latencies, quarantined))
 
     def _arrivals(self, f: FlowStats, committed: float) -> tuple[list[float], int]:
-        """Mark the MES changes that arrived with this batch: the latencies of those staged, how many quarantined."""
+        """Mark the changes that arrived with this batch: the latencies of those staged, how many quarantined."""
         latencies = []
         for key, version in self.reader.new_staging_rows(f):
             change = self.log.arrive(f.table, key, version, STAGED, committed)
@@ -99,7 +99,7 @@ class PollRecorder:
             f.watermark = flow_report.watermark_after or f.watermark
             f.outcome, f.message = flow_report.outcome, flow_report.message
             if flow_report.outcome != report.OK:
-                self.events.add("ERP", f"{f.name} {flow_report.outcome}: {flow_report.message}")
+                self.events.add("agent", f"{f.name} {flow_report.outcome}: {flow_report.message}")
                 if not self.printer.tty:
                     self.printer.console.print(Text(f"  {f.name} {flow_report.outcome}: {flow_report.message}",
                                                     style="bold red"))

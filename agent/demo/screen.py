@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.demo.folder import shown
+from agent.demo.planner import PlannerCounters
 from agent.demo.shopfloor import Counters, percentile
 
 
@@ -30,10 +31,12 @@ class FlowStats:
     """One flow as the demo shows it. Written by the agent loop, read by the live view."""
 
     name: str
-    table: str  # MES table
-    staging: str  # staging.stg_...
+    table: str  # source table
+    staging: str  # staging.stg_... (mes_inbound.stg_... for the ERP -> MES flow)
     every: float  # seconds between polls (`schedule: {every:}`)
     lag: float
+    source: str = "mes"  # system names
+    target: str = "erp"
     polls: int = 0
     batches: int = 0
     initial_rows: int = 0
@@ -119,8 +122,8 @@ def flow_table(flows: Sequence[FlowStats], title: str | None = None) -> Table:
     for f in flows:
         table.add_column(f.name, overflow="fold", style="" if f.outcome == "ok" else "red")
     rows: list[tuple[str, list[Any]]] = [
-        ("MES table", [f.table for f in flows]),
-        ("ERP staging table", [f.staging for f in flows]),
+        ("source table", [f"{f.source.upper()} {f.table}" for f in flows]),
+        ("staging table", [f"{f.target.upper()} {f.staging}" for f in flows]),
         ("polls", [f"{number(f.polls)}, every {every_text(f.every)}" for f in flows]),
         ("initial load", [f"{number(f.initial_rows)} rows" for f in flows]),
         ("live changes staged", [number(f.live_staged) for f in flows]),
@@ -149,20 +152,27 @@ def simulator_line(counters: Counters) -> Text:
     return text
 
 
+def planner_line(counters: PlannerCounters) -> Text:
+    c = counters
+    text = Text("ERP (simulated planner): ", style="bold")
+    text.append(f"{c.rescheduled} orders rescheduled, {c.quantities_changed} quantities changed, {c.released} orders released")
+    return text
+
+
 def latency_note(flows: Sequence[FlowStats]) -> Text:
     lags = sorted({f.lag for f in flows})
     lag = " / ".join(f"{x:g} s" for x in lags)
     return Text(
-        "latency: from the MES commit of a change to the ERP commit of its staging row, measured for each "
-        f"change. It includes the flow's lag ({lag}: rows younger than that wait for the next poll) and the "
-        "wait for the next poll. PENDING: staging rows the ERP's import job has not taken yet; no import job runs "
-        "in the demo, so every staged row stays PENDING.",
+        "latency: from the source commit of a change (MES, or ERP for released orders) to the target's commit of its "
+        f"staging row, measured for each change. It includes the flow's lag ({lag}: rows younger than that wait for "
+        "the next poll) and the wait for the next poll. PENDING: staging rows the target's import job has not taken "
+        "yet; no import job runs in the demo, so every staged row stays PENDING.",
         style="dim",
     )
 
 
 def live_view(flows: Sequence[FlowStats], counters: Counters, events: Events, started: float, seconds: float,
-              phase: str) -> RenderableType:
+              phase: str, planner: PlannerCounters | None = None) -> RenderableType:
     elapsed = min(time.monotonic() - started, seconds)
     head = Text(f"{phase}  ", style="bold cyan")
     head.append(f"{elapsed:4.1f} s of {seconds:g} s", style="bold")
@@ -171,11 +181,12 @@ def live_view(flows: Sequence[FlowStats], counters: Counters, events: Events, st
     log.add_column()
     log.add_column()
     for when, source, text in list(events.lines):
-        log.add_row(when, Text(source, style="magenta" if source == "MES" else "green"), text)
+        log.add_row(when, Text(source, style={"MES": "magenta", "ERP": "blue"}.get(source, "green")), text)
     lags = " / ".join(f"{x:g} s" for x in sorted({f.lag for f in flows}))
-    note = Text(f"latency: MES commit -> ERP staging commit; includes the lag ({lags}) and the wait for the next poll",
-                style="dim")
-    return Group(head, simulator_line(counters), Text(""), flow_table(flows), note, Text(""),
+    note = Text(f"latency: source commit -> staging commit on the target; includes the lag ({lags}) and the wait for "
+                "the next poll", style="dim")
+    simulators = [simulator_line(counters)] + ([planner_line(planner)] if planner is not None else [])
+    return Group(head, *simulators, Text(""), flow_table(flows), note, Text(""),
                  Text("latest events", style="bold"), log)
 
 

@@ -1,11 +1,14 @@
 """Steps 1 and 2: the MES and ERP databases, the demo configuration, the staging DDL and the schema snapshots.
 
-Each is what a plant does with the real product: the MES is given (here: AdventureWorks in SQLite), the DBA
-runs `mes-erp-agent sql ddl --apply`, an admin takes the snapshots with `mes-erp-agent snapshot`.
+Each is what a plant does with the real product: the MES and the ERP are given (here: AdventureWorks in SQLite,
+and an ERP schedule of released production orders), the DBA runs `mes-erp-agent sql ddl --apply` on each
+system that is a flow's target (the ERP's staging schema, the MES's inbound schema), an admin takes the
+snapshots with `mes-erp-agent snapshot`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -17,8 +20,8 @@ from agent import pipeline
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
-from agent.demo.erp_reader import ERP_SYSTEM
-from agent.demo.folder import CONFIG_NAME, ERP_FILE, MES_FILE, STAGING_FILE, mark_as_demo, shown
+from agent.demo.erp_schedule import create_schedule, initial_schedule
+from agent.demo.folder import CONFIG_NAME, ERP_FILE, INBOUND_FILE, MES_FILE, STAGING_FILE, mark_as_demo, shown
 from agent.demo.screen import FlowStats, Printer, number, seconds_text
 from agent.demo.shopfloor import RowIdentity
 from agent.staging import ddl_statements
@@ -63,20 +66,37 @@ def write_config(folder: Path) -> LoadedConfig:
     return load_config(path)
 
 
-def create_staging_tables(folder: Path, config: LoadedConfig, systems: Systems, printer: Printer) -> None:
-    """Exactly what `mes-erp-agent sql ddl -c demo.yaml --system erp --apply` runs."""
+def build_erp_schedule(folder: Path) -> int:
+    """The ERP's core table `production_order` in erp.db: the released production orders; returns how many."""
+    engine = sa.create_engine(f"sqlite:///{(folder / ERP_FILE).resolve()}")
+    try:
+        rows = initial_schedule(dt.datetime.now())
+        create_schedule(engine, rows)
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+def create_staging_tables(folder: Path, config: LoadedConfig, systems: Systems, printer: Printer,
+                          released_orders: int) -> None:
+    """Exactly what `mes-erp-agent sql ddl -c demo.yaml --system NAME --apply` runs, for each target system."""
     printer.step(2, "ERP staging tables", f"{shown(folder / ERP_FILE)} with the staging schema in "
-                 f"{shown(folder / STAGING_FILE)}; configuration {shown(config.path)}")
-    schema = config.model.systems[ERP_SYSTEM].staging_schema
-    assert schema is not None
-    tables = pipeline.staging_tables_of(config, systems, ERP_SYSTEM)
-    statements = ddl_statements(systems.dialect(ERP_SYSTEM), schema, tables)
-    with systems.target(ERP_SYSTEM).begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    names = [f"{schema}.{t.name}" for t in tables] + [f"{schema}.agent_{n}" for n in ("watermark", "run", "quarantine")]
-    printer.detail(f"{len(statements)} statements, as `{printer.command('sql ddl', '--system', ERP_SYSTEM, '--apply')}`: "
-                   + ", ".join(names))
+                 f"{shown(folder / STAGING_FILE)}; the MES inbound schema in {shown(folder / INBOUND_FILE)}; "
+                 f"configuration {shown(config.path)}")
+    printer.detail(f"ERP schedule: {number(released_orders)} released production orders in {shown(folder / ERP_FILE)} "
+                   "(table production_order), which the ERP -> MES flow reads")
+    targets = list(dict.fromkeys(flow.target for flow in config.flows().values()))
+    for system in sorted(targets):  # erp, then mes
+        schema = config.model.systems[system].staging_schema
+        assert schema is not None
+        tables = pipeline.staging_tables_of(config, systems, system)
+        statements = ddl_statements(systems.dialect(system), schema, tables)
+        with systems.target(system).begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+        names = [f"{schema}.{t.name}" for t in tables] + [f"{schema}.agent_{n}" for n in ("watermark", "run", "quarantine")]
+        printer.detail(f"{len(statements)} statements, as `{printer.command('sql ddl', '--system', system, '--apply')}`: "
+                       + ", ".join(names))
 
 
 def capture_schema_snapshots(config: LoadedConfig, systems: Systems) -> list[Path]:
@@ -98,6 +118,6 @@ def prepare_flows(config: LoadedConfig, systems: Systems) -> PreparedFlows:
         every = flow.schedule.every.total_seconds() if flow.schedule and flow.schedule.every else DEFAULT_EVERY_SECONDS
         assert flow.table is not None, "demo flows read tables"
         prepared.flows[name] = FlowStats(name, flow.table, f"{ctx.staging.schema}.{ctx.staging.name}", every,
-                                         flow.lag.total_seconds())
+                                         flow.lag.total_seconds(), source=flow.source, target=flow.target)
         prepared.identities[flow.table] = RowIdentity(tuple(flow.key), tuple(flow.watermark))
     return prepared

@@ -1,6 +1,8 @@
 """SQLite, for the embedded demo and tests. A schema is an attached database file (`attach:` in the config).
 
-Sources open the file with `mode=ro`; attached files are attached read-only for sources as well.
+Sources open the file with `mode=ro`; attached files are attached read-only for sources as well. A source never
+creates a file: an attached file that does not exist yet (the staging schema of a system that is also a target,
+before `sql ddl --apply` made it) is left out, and a pooled connection made without it is replaced once it exists.
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ class SQLiteDialect(Dialect):
         return url
 
     def configure_engine(self, engine: sa.engine.Engine, role: Role, attach: dict[str, str]) -> None:
+        if role == "source" and attach:
+            @sa.event.listens_for(engine, "connect")
+            def _note_missing(_dbapi_connection: Any, record: Any) -> None:
+                record.info["unattached"] = [path for path in attach.values() if not Path(path).exists()]
+
+            @sa.event.listens_for(engine, "checkout")
+            def _reattach(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+                if any(Path(path).exists() for path in record.info.get("unattached", ())):
+                    raise sa.exc.DisconnectionError("an attached file exists now: connect again to attach it")
+
         super().configure_engine(engine, role, attach)
 
         # pysqlite's own transaction handling is off (see on_connect): begin explicitly. A target takes the
@@ -101,6 +113,8 @@ class SQLiteDialect(Dialect):
         try:
             cursor.execute("PRAGMA busy_timeout = 30000")
             for schema, path in attach.items():
+                if role == "source" and not Path(path).exists():
+                    continue  # read-only cannot create it; see configure_engine
                 target = f"file:{path}?mode=ro" if role == "source" else f"file:{path}"
                 cursor.execute("ATTACH DATABASE ? AS " + _quote(schema), (target,))
         finally:

@@ -3,28 +3,30 @@
 -- (the login) and db_owner or db_securityadmin (the user). Replace the password placeholder first: the agent
 -- itself reads its password from `password_file:` or ${ENV}, and it is never written here.
 -- What the login gets, and nothing else:
---   MES reads:  SELECT on exactly the columns the flows read (column-level grants); VIEW DEFINITION on
+--   Source reads (flows whose source is this system):
+--               SELECT on exactly the columns the flows read (column-level grants); VIEW DEFINITION on
 --               those tables, so the drift check sees their full definition.
---   ERP writes: SELECT and INSERT on each staging table (SELECT to read the import outcome;
---               UPDATE only on a flow's declared `resubmit:` columns); SELECT and
---               INSERT on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
---               agent_watermark (one row per flow, moved forward); VIEW DEFINITION on all of them.
+--   Staging writes (flows whose target is this system, into its staging schema):
+--               SELECT and INSERT on each staging table (SELECT to read the import outcome; UPDATE only on
+--               a flow's declared `resubmit:` columns); SELECT and INSERT on agent_run and agent_quarantine
+--               (append-only); SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved
+--               forward); SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old
+--               entries); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
---               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
--- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables, no EXECUTE,
--- nothing on ERP core tables (dbo). Connect the agent to MES with ApplicationIntent=ReadOnly.
+-- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables,
+-- no EXECUTE, no write outside the staging schema (none on dbo). Source connections use ApplicationIntent=ReadOnly.
 IF SUSER_ID({{ login_literal }}) IS NULL CREATE LOGIN {{ login }} WITH PASSWORD = {{ password }}, CHECK_POLICY = ON;
 USE {{ database }};
 IF DATABASE_PRINCIPAL_ID({{ login_literal }}) IS NULL CREATE USER {{ login }} FOR LOGIN {{ login }};
 {% if reads %}
--- MES reads (flows: {{ read_flows | join(', ') }})
+-- Source reads (flows: {{ read_flows | join(', ') }})
 {% for r in reads %}
 GRANT SELECT ON {{ r.table }} ({{ r.columns | join(', ') }}) TO {{ login }};
 GRANT VIEW DEFINITION ON {{ r.table }} TO {{ login }};
 {% endfor %}
 {% endif %}
 {% if staging_schema %}
--- ERP staging writes (flows: {{ write_flows | join(', ') }})
+-- Staging writes (flows: {{ write_flows | join(', ') }})
 {% for t in staging_tables %}
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ t.table }} TO {{ login }};
 {% if t.update_columns %}

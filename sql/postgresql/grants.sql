@@ -3,19 +3,21 @@
 -- database {{ database_name }}. Replace the password placeholder first: the agent itself reads its password
 -- from `password_file:` or ${ENV}, and it is never written here.
 -- What the login gets, and nothing else:
---   MES reads:  USAGE on the source schemas; SELECT on exactly the columns the flows read.
---   ERP writes: USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to read the
---               import outcome; UPDATE only on a flow's declared `resubmit:` columns); SELECT and INSERT on agent_run and agent_quarantine (append-only);
---               SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved forward);
+--   Source reads (flows whose source is this system):
+--               USAGE on the source schemas; SELECT on exactly the columns the flows read.
+--   Staging writes (flows whose target is this system, into its staging schema):
+--               USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to read the
+--               import outcome; UPDATE only on a flow's declared `resubmit:` columns); SELECT and INSERT
+--               on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
+--               agent_watermark (one row per flow, moved forward); SELECT, INSERT and DELETE on
+--               agent_ledger (what was staged; DELETE prunes entries older than `ledger.keep`);
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
---               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes entries older
---               than `ledger.keep`).
--- No CREATE on any schema (no DDL), no DELETE on staging tables, no TRUNCATE, nothing on ERP core tables.
+-- No CREATE on any schema (no DDL), no DELETE on staging tables, no TRUNCATE, no write outside the staging schema.
 DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {{ login_literal }}) THEN CREATE ROLE {{ login }} LOGIN PASSWORD {{ password }} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; END IF; END$$;
 GRANT CONNECT ON DATABASE {{ database }} TO {{ login }};
 {% if reads %}
--- MES reads (flows: {{ read_flows | join(', ') }})
+-- Source reads (flows: {{ read_flows | join(', ') }})
 {% for schema in read_schemas %}
 GRANT USAGE ON SCHEMA {{ schema }} TO {{ login }};
 {% endfor %}
@@ -24,7 +26,7 @@ GRANT SELECT ({{ r.columns | join(', ') }}) ON TABLE {{ r.table }} TO {{ login }
 {% endfor %}
 {% endif %}
 {% if staging_schema %}
--- ERP staging writes (flows: {{ write_flows | join(', ') }})
+-- Staging writes (flows: {{ write_flows | join(', ') }})
 GRANT TEMPORARY ON DATABASE {{ database }} TO {{ login }};
 GRANT USAGE ON SCHEMA {{ staging_schema }} TO {{ login }};
 {% for t in staging_tables %}

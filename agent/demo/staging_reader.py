@@ -1,4 +1,5 @@
-"""What the agent wrote to the demo's ERP, read as `mes-erp-agent status` reads it (the ERP's read-only engine)."""
+"""What the agent wrote into each flow's target, read as `mes-erp-agent status` reads it (the target's read-only
+engine): the ERP's staging tables for the MES -> ERP flows, the MES inbound table for the ERP -> MES flow."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ from agent import pipeline, report
 from agent.connect import Systems
 from agent.demo.screen import FlowStats
 
-ERP_SYSTEM = "erp"  # the ERP's system name in demo.yaml
+ERP_SYSTEM, MES_SYSTEM = "erp", "mes"  # the systems' names in demo.yaml
 
 
-class ErpReader:
+class StagingReader:
     """Staging, quarantine and backlog queries per flow; remembers per flow which rows it has already seen."""
 
     def __init__(self, systems: Systems, contexts: dict[str, pipeline.FlowContext]):
         self.systems = systems
         self.contexts = contexts
 
-    def engine(self) -> sa.Engine:
-        return self.systems.source(ERP_SYSTEM)
+    def engine(self, flow: str) -> sa.Engine:
+        """A read-only engine on the flow's target system (where its staging table lives)."""
+        return self.systems.source(self.contexts[flow].flow.target)
 
     def staging_sql(self, flow: str) -> str:
         ctx = self.contexts[flow]
@@ -30,7 +32,7 @@ class ErpReader:
 
     def remember_positions(self, f: FlowStats) -> None:
         """From here on, `new_staging_rows` and `new_quarantine_rows` return only rows written after this call."""
-        with self.engine().connect() as conn:
+        with self.engine(f.name).connect() as conn:
             f.last_stg_id = conn.execute(sa.text(
                 f"SELECT COALESCE(MAX(stg_id), 0) FROM {self.staging_sql(f.name)}")).scalar_one()
             f.last_quarantine_id = conn.execute(sa.text(
@@ -38,7 +40,7 @@ class ErpReader:
 
     def new_staging_rows(self, f: FlowStats) -> list[tuple[str, str]]:
         """(stg_source_key, stg_source_version) of the flow's staging rows written since the last call."""
-        with self.engine().connect() as conn:
+        with self.engine(f.name).connect() as conn:
             rows = conn.execute(sa.text(
                 f"SELECT stg_id, stg_source_key, stg_source_version FROM {self.staging_sql(f.name)} "
                 "WHERE stg_id > :last AND stg_flow = :flow ORDER BY stg_id"), {"last": f.last_stg_id, "flow": f.name}).all()
@@ -48,7 +50,7 @@ class ErpReader:
 
     def new_quarantine_rows(self, f: FlowStats) -> list[tuple[str, str]]:
         """(source_key, source_version) of the flow's quarantined rows written since the last call."""
-        with self.engine().connect() as conn:
+        with self.engine(f.name).connect() as conn:
             rows = conn.execute(sa.text(
                 f"SELECT quarantine_id, source_key, source_version FROM {self.quarantine_sql(f.name)} "
                 "WHERE quarantine_id > :last AND flow = :flow ORDER BY quarantine_id"),
@@ -60,7 +62,7 @@ class ErpReader:
     def pending(self, f: FlowStats) -> int | None:
         """Staging rows the ERP's import job has not taken yet, as `status` counts them."""
         ctx = self.contexts[f.name]
-        with self.engine().connect() as conn:
+        with self.engine(f.name).connect() as conn:
             status = report.flow_status(conn, ctx.target_dialect, ctx.control, self.staging_sql(f.name), f.name,
                                         f.watermark)
         return status.pending_rows
