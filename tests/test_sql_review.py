@@ -175,9 +175,10 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("erp", "privilege_check"), ("erp", "catalog"), ("erp", "server_version"),
         ("mes", "privilege_check"), ("mes", "catalog"), ("mes", "server_version"),
         ("erp", "watermark_select"), ("mes", "server_time"), ("mes", "read_batch"), ("mes", "read_batch"),
-        ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"),
-        ("erp", "ledger_insert"), ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"), ("erp", "watermark_insert"),
-        ("erp", "watermark_update"), ("erp", "run_insert"), ("erp", "ledger_newest"), ("erp", "ledger_prune"),
+        ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"),
+        ("erp", "load_batch_table"), ("erp", "ledger_insert"), ("erp", "write_staging"), ("erp", "drop_batch_table"),
+        ("erp", "quarantine_insert"), ("erp", "watermark_insert"), ("erp", "watermark_update"),
+        ("erp", "run_insert"), ("erp", "ledger_newest"), ("erp", "ledger_prune"),
         ("mes", "source_newest"),
         ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"), ("erp", "status_quarantine"),
     ]
