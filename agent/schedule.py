@@ -31,6 +31,7 @@ from agent.drift.watcher import SnapshotWatcher
 from agent.errors import AgentError, SchemaMismatch, SecretUnavailable, SnapshotError, system_of
 from agent.exit_codes import ExitCode
 from agent.health import FlowHealth, HealthServer, HttpBindError
+from agent.lifecycle import Lifecycle
 from agent.monitor import Monitor
 from agent.report import FAILED, HALTED, FlowReport
 from agent.retry import FailureStreak
@@ -191,8 +192,9 @@ def _on_job_event(event: JobExecutionEvent) -> None:
         log.warning("%s is still running from its previous time; this poll was skipped", event.job_id)
 
 
-def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
-    """Run until SIGTERM/SIGINT. Returns the exit code."""
+def run_forever(config: LoadedConfig, only: str | None = None, lifecycle: Lifecycle | None = None) -> ExitCode:
+    """Run until SIGTERM/SIGINT (or `lifecycle.request_stop()`). Returns the exit code."""
+    lifecycle = lifecycle or Lifecycle.from_environment()  # systemd's notify socket, the Windows service, or nobody
     # APScheduler logs every job run at INFO: 86,400 lines a day per flow at a 1 s cadence. Its warnings stay.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     systems = Systems(config)
@@ -213,9 +215,11 @@ def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
         systems.dispose()
         return ExitCode.CONFIG
     watcher = SnapshotWatcher(gate).start()  # an accepted snapshot resumes halted flows without a restart
+    lifecycle.watch(scheduler, f"running {len(config.flows(only))} flows")  # READY=1 as it starts, WATCHDOG=1
     if threading.current_thread() is threading.main_thread():
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(stop_signal, lambda *_: scheduler.shutdown(wait=False))
+            signal.signal(stop_signal, lambda *_: lifecycle.request_stop())
+        lifecycle.handle_reload_signal()  # SIGHUP (ExecReload=): the configuration reload's hook
     log.info("mes-erp-agent running %d flows; stop with Ctrl+C or SIGTERM", len(config.flows(only)))
     status.update(force=True)
     try:
@@ -223,6 +227,7 @@ def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        lifecycle.request_stop()  # STOPPING=1, whatever ended the scheduler
         watcher.stop()
         if server is not None:
             server.stop()
