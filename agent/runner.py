@@ -36,10 +36,11 @@ from agent.alerts import kinds
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
 from agent.drift.gate import DriftGate
-from agent.drift.watcher import SnapshotWatcher
+from agent.drift.watcher import SnapshotWatcher, changes_content
 from agent.errors import ConfigError, SchemaMismatch, SnapshotError
 from agent.exit_codes import ExitCode
 from agent.health import FlowHealth, HealthServer, HttpBindError
+from agent.lifecycle import Lifecycle
 from agent.monitor import Monitor
 from agent.runtime import StatusFile, status_path
 from agent.schedule import FlowJob, build_scheduler
@@ -53,8 +54,11 @@ DEBOUNCE_SECONDS = 0.5  # an editor saves in several steps; reload once they are
 class Runner:
     """One long-running agent. `run()` returns the exit code; `request_stop` and `reload` may come from any thread."""
 
-    def __init__(self, config: LoadedConfig, only: str | None = None):
+    def __init__(self, config: LoadedConfig, only: str | None = None, lifecycle: Lifecycle | None = None):
         self.config, self.only = config, only
+        # Who is told of ready, heartbeats, reloads and the stop: systemd's notify socket, the Windows service, or nobody.
+        self.lifecycle = lifecycle or Lifecycle.from_environment()
+        self._reload_reason = "SIGHUP"
         self.started_model = config.model  # its RESTART_ONLY settings stay in force until a restart
         self.systems = Systems(config)
         self.book = alerts.book_for(config)  # one book: drift, failing flows, backlog, rejected configs share its outbox
@@ -63,7 +67,8 @@ class Runner:
         self.monitor = Monitor(config, self.book, self.health, self.status)
         self.stop = StopRequest()
         self.in_flight = InFlight()
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one reload request at a time
+        self._apply_lock = threading.Lock()
         self.gate: DriftGate | None = None
         self.scheduler: BaseScheduler | None = None
         self.server: HealthServer | None = None
@@ -101,13 +106,33 @@ class Runner:
             self.systems.dispose()
             return False
         self.snapshot_watcher = SnapshotWatcher(self.gate).start()  # an accepted snapshot resumes halted flows
-        self.config_watcher = ConfigWatcher(self.config.path, lambda: self.reload("the file changed")).start()
+        self.config_watcher = ConfigWatcher(self.config.path, lambda: self._request_reload("the file changed")).start()
+        # Every stop path meets here: SIGTERM/SIGINT (StopRequest) and the service manager (Lifecycle) tell each other.
+        self.stop.on_stop(self.lifecycle.request_stop)
         self.stop.on_stop(self._shut_down_scheduler)
+        self.lifecycle.on_stop(lambda: self.stop.request("service stop"))
+        self.lifecycle.on_reload(self._reload_for_lifecycle)
+        self.lifecycle.watch(self.scheduler, self._running_text())  # READY=1 as the scheduler starts, WATCHDOG=1
         self.stop.install_signal_handlers()
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-                target=self.reload, args=("SIGHUP",), name="config-reload", daemon=True).start())
+            signal.signal(signal.SIGHUP, lambda *_: self._request_reload("SIGHUP"))
         return True
+
+    def _running_text(self) -> str:
+        return f"running {len(self.config.flows(self.only))} flows"
+
+    def _request_reload(self, reason: str) -> None:
+        """Off the signal handler and the watcher: RELOADING=1, the reload, READY=1 (agent/lifecycle)."""
+        def reload() -> None:
+            with self._reload_lock:
+                self._reload_reason = reason
+                self.lifecycle.request_reload()
+
+        threading.Thread(target=reload, name="config-reload", daemon=True).start()
+
+    def _reload_for_lifecycle(self) -> str:
+        self.reload(self._reload_reason)
+        return self._running_text()
 
     def request_stop(self, reason: str = "service stop") -> None:
         """What SIGTERM does; the Windows service's stop calls it too."""
@@ -137,6 +162,7 @@ class Runner:
             self.gate.close()
         self.book.close(max(0.0, min(exit_wait, deadline - time.monotonic() - 1.0)))
         self.status.stopped()
+        self.lifecycle.stopped()
         if not finished:  # a worker thread is inside a batch: end the process, the database rolls it back
             logging.shutdown()
             sys.stdout.flush()
@@ -151,7 +177,7 @@ class Runner:
         """Validate the configuration file again and apply it; False (and an incident) when it is rejected."""
         if self.stop.is_set() or self.scheduler is None:
             return False
-        with self._reload_lock:
+        with self._apply_lock:
             log.info("configuration %s: reloading (%s)", self.config.path, reason)
             try:
                 new = load_config(self.config.path)
@@ -259,7 +285,7 @@ class _ConfigEvents(FileSystemEventHandler):
         self.path, self.changed = path, changed
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
+        if not changes_content(event):
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw and Path(raw if isinstance(raw, str) else raw.decode()).resolve() == self.path:
@@ -300,8 +326,8 @@ class ConfigWatcher:
         self.observer.join(timeout=5)
 
 
-def run_forever(config: LoadedConfig, only: str | None = None) -> ExitCode:
-    """Run until SIGTERM/SIGINT. Returns the exit code."""
+def run_forever(config: LoadedConfig, only: str | None = None, lifecycle: Lifecycle | None = None) -> ExitCode:
+    """Run until SIGTERM/SIGINT (or `lifecycle.request_stop()`: the Windows service's stop). Returns the exit code."""
     # APScheduler logs every job run at INFO: 86,400 lines a day per flow at a 1 s cadence. Its warnings stay.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-    return Runner(config, only).run()
+    return Runner(config, only, lifecycle).run()

@@ -104,3 +104,17 @@ def test_invalid_edit_is_rejected_and_a_valid_one_adds_a_flow_without_a_restart(
     assert "reloading (SIGHUP)" in log
     assert "flow orders removed from the configuration: it no longer polls" in log
     assert "flow holds changed: its next poll runs on the new configuration" in log
+
+
+def test_reading_a_watched_file_is_not_a_change():
+    """Reloading reads the file: were its open/close events changes, every reload would trigger the next (and the
+    snapshot watcher would re-read the snapshots before every poll)."""
+    from watchdog.events import (DirModifiedEvent, FileClosedEvent, FileClosedNoWriteEvent, FileCreatedEvent,
+                                 FileModifiedEvent, FileMovedEvent, FileOpenedEvent)
+
+    from agent.drift.watcher import changes_content
+
+    assert [changes_content(e) for e in (FileOpenedEvent("a"), FileClosedNoWriteEvent("a"), DirModifiedEvent("d"))] == [
+        False, False, False]
+    assert [changes_content(e) for e in (FileModifiedEvent("a"), FileCreatedEvent("a"), FileMovedEvent("t", "a"),
+                                         FileClosedEvent("a"))] == [True, True, True, True]

@@ -4,12 +4,14 @@ model.py      Incident, Resolution, Message: the values
 incidents.py  IncidentBook: opens and resolves incidents, keeps the outbox in `<alerts.dir>/incidents.state.json`
 delivery.py   one courier thread per remote channel: rate limit, retry with backoff, logged once per failure streak
 channels.py   dir (report files), webhook (Teams, Slack), email (SMTP), apprise (further services)
+eventlog.py   the Windows Event Log, on Windows only
 
 One book per agent process: the scheduler and the drift gate share it (`DriftGate(..., book=...)`).
 """
 
 from __future__ import annotations
 
+from agent.alerts import eventlog
 from agent.alerts.channels import AppriseChannel, Channel, DirChannel, EmailChannel, WebhookChannel
 from agent.alerts.delivery import DeliveryPolicy
 from agent.alerts.incidents import IncidentBook
@@ -36,6 +38,7 @@ def channels_for(config: LoadedConfig) -> list[Channel]:
             config.resolve(mail.password_file) if mail.password_file else None, mail.timeout.total_seconds(),
         ))
     channels += [AppriseChannel(url) for url in alerts.apprise]
+    channels += eventlog.for_platform()  # Windows only
     return channels
 
 

@@ -17,6 +17,7 @@ from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
 from agent.cli.ledger import ledger_group
 from agent.cli.run import run
+from agent.cli.service import service_group
 from agent.cli.sql import render_sql, sql_group
 from agent.cli.status import status
 from agent.errors import SecretUnavailable
@@ -56,7 +57,8 @@ def check_config(config_path: Path) -> None:
     )
 
 
-for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql, ledger_group):
+for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql, ledger_group,
+                service_group):
     main.add_command(command)
 
 __all__ = ["main"]

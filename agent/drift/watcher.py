@@ -16,6 +16,13 @@ from watchdog.observers import Observer
 from agent.drift.gate import DriftGate
 
 log = logging.getLogger("mes_erp_agent")
+# Events that change a file's content. watchdog also reports a file being opened or closed unwritten: reading
+# the file (as a reload does) must not count as a change, or every read would trigger the next one.
+CHANGE_EVENTS = frozenset({"modified", "created", "moved", "closed"})
+
+
+def changes_content(event: FileSystemEvent) -> bool:
+    return not event.is_directory and event.event_type in CHANGE_EVENTS
 
 
 class _SnapshotEvents(FileSystemEventHandler):
@@ -24,7 +31,7 @@ class _SnapshotEvents(FileSystemEventHandler):
         self.files = files
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
+        if not changes_content(event):
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if not raw:
