@@ -162,3 +162,15 @@ def test_a_plain_equals_sign_or_merge_sign_as_a_value_is_text(tmp_path):
                                                                        "password_placeholder: =}")
     assert (code, lines) == (0, [f"{tmp_path / 'agent.yaml'}: OK (2 systems, 2 flows: work_order_confirmations, "
                                  "quality_holds)"])
+
+
+def test_a_location_on_line_100_prints_as_it_is(tmp_path):
+    """rich would turn `:100:` into an emoji; a file:line must reach the admin unchanged."""
+    path = tmp_path / "agent.yaml"
+    lines = ["systems:", "  mes: {url: \"sqlite:///mes.db\"}", "  erp: {url: \"sqlite:///erp.db\", staging_schema: staging}",
+             "flows:", *["# padding"] * 94, "  wo: {source: mes, target: erp, table: wo, watermark: [a], key: [a],",
+             "       staging_table: stg_wo, columns: {x: a}, batch_size: lots}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("check-config", "-c", str(path))
+    assert result.exit_code == 2
+    assert f"{path}:100: `flows.wo.batch_size`" in result.output, result.output
