@@ -15,6 +15,7 @@ from agent import __version__, log_context
 from agent.cli.common import config_option, console, fail, load_or_exit
 from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
+from agent.cli.outcomes import outcomes
 from agent.cli.run import run
 from agent.cli.sql import render_sql, sql_group
 from agent.cli.status import status
@@ -55,7 +56,7 @@ def check_config(config_path: Path) -> None:
     )
 
 
-for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql):
+for command in (sql_group, run, status, outcomes, demo, snapshot_command, drift_command, render_sql):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -11,6 +11,7 @@
 --               agent_watermark (one row per flow, moved forward); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables, no EXECUTE,
 -- nothing on ERP core tables (dbo). Connect the agent to MES with ApplicationIntent=ReadOnly.
 IF SUSER_ID({{ login_literal }}) IS NULL CREATE LOGIN {{ login }} WITH PASSWORD = {{ password }}, CHECK_POLICY = ON;
@@ -27,12 +28,15 @@ GRANT VIEW DEFINITION ON {{ r.table }} TO {{ login }};
 -- ERP staging writes (flows: {{ write_flows | join(', ') }})
 {% for t in staging_tables %}
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ON {{ t.table }} ({{ t.update | join(', ') }}) TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ON {{ t.table }} ({{ t.update_columns | join(', ') }}) TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+GRANT SELECT ON {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}

@@ -11,6 +11,7 @@
 --   Catalog:    information_schema shows a login the tables and columns it holds grants on; that is what
 --               the drift check watches. Nothing to grant.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- No CREATE/ALTER/DROP (no DDL), no DELETE on staging tables, nothing on ERP core tables, no global privileges.
 CREATE USER IF NOT EXISTS {{ login }} IDENTIFIED BY {{ password }};
 {% if reads %}
@@ -24,12 +25,15 @@ GRANT SELECT ({{ r.columns | join(', ') }}) ON {{ r.table }} TO {{ login }};
 GRANT CREATE TEMPORARY TABLES ON {{ staging_schema }}.* TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ({{ t.update | join(', ') }}) ON {{ t.table }} TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON {{ t.table }} TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+GRANT SELECT ON {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}

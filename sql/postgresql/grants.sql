@@ -11,6 +11,7 @@
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes entries older
 --               than `ledger.keep`).
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- No CREATE on any schema (no DDL), no DELETE on staging tables, no TRUNCATE, nothing on ERP core tables.
 DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {{ login_literal }}) THEN CREATE ROLE {{ login }} LOGIN PASSWORD {{ password }} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; END IF; END$$;
 GRANT CONNECT ON DATABASE {{ database }} TO {{ login }};
@@ -29,12 +30,18 @@ GRANT TEMPORARY ON DATABASE {{ database }} TO {{ login }};
 GRANT USAGE ON SCHEMA {{ staging_schema }} TO {{ login }};
 {% for t in staging_tables %}
 GRANT SELECT, INSERT ON TABLE {{ t.table }} TO {{ login }};
-{% if t.update %}
-GRANT UPDATE ({{ t.update | join(', ') }}) ON TABLE {{ t.table }} TO {{ login }};
+{% if t.update_columns %}
+GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON TABLE {{ t.table }} TO {{ login }};
 {% endif %}
 {% endfor %}
 GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+{% if e.schema %}
+GRANT USAGE ON SCHEMA {{ e.schema }} TO {{ login }};
+{% endif %}
+GRANT SELECT ON TABLE {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}
