@@ -2,7 +2,7 @@
 
 The configured flows decide every grant: SELECT on exactly the source columns a flow reads (its `table:`
 columns, or every column its custom query mentions, in joins and filters too), SELECT and INSERT on its
-staging table (UPDATE only on the columns a flow's `resubmit:` sets), the control tables (UPDATE only on
+staging table (UPDATE only on the columns a flow's `resubmit:` sets; SELECT on an `error_table:`), the control tables (UPDATE only on
 agent_watermark, DELETE only on agent_ledger, for pruning), the temporary-table right of the batch table.
 A system can be the source of some flows and the target of others (MES -> ERP confirmations, ERP -> MES
 released orders): its login then gets both, the reads for the flows it is the source of and the staging writes
@@ -23,6 +23,7 @@ from agent.config import LoadedConfig, check_login, check_placeholder
 from agent.dialects import Dialect
 from agent.errors import ConfigError
 from agent.contract import ControlTables
+from agent.outcome import error_table_location
 
 TableName = tuple[str | None, str]
 
@@ -75,6 +76,7 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
     read_flows: list[str] = []
     write_flows: list[str] = []
     staging_tables: list[dict[str, Any]] = []
+    error_tables: dict[str, str | None] = {}  # quoted table -> its schema (quoted) when not the staging schema
     for name, flow in config.model.flows.items():
         if flow.source == system:
             read_flows.append(name)
@@ -91,6 +93,11 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
                 outcome = flow.import_outcome
                 resubmit = outcome.resubmit if outcome and outcome.resubmit else {}
                 staging_tables.append({"table": table, "flow": name, "update_columns": [dialect.quote(c) for c in resubmit]})
+            outcome = flow.import_outcome
+            if outcome is not None and outcome.error_table is not None:  # the ERP's messages of rejected rows
+                error_schema, error_name = error_table_location(settings.staging_schema, outcome)
+                other = error_schema != settings.staging_schema and not dialect.schema_is_database
+                error_tables[dialect.table(error_schema, error_name)] = dialect.quote(error_schema) if other else None
     schema = settings.staging_schema if write_flows else None
     files = [own.resolve_url(url, config.folder).database,
              *(str(config.resolve(path)) for path in settings.attach.values())]
@@ -111,6 +118,7 @@ def grants_context(config: LoadedConfig, system: str, dialect: Dialect, login: L
         "staging_schema": dialect.quote(schema) if schema else None,
         "staging_schema_name": schema,
         "staging_tables": staging_tables,
+        "error_tables": [{"table": t, "schema": schema_} for t, schema_ in error_tables.items()],
         "write_flows": write_flows,
         "control": ControlTables.in_schema(dialect, schema) if schema else None,
         "files": files,

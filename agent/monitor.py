@@ -1,6 +1,7 @@
 """The running agent's monitor: after every poll it feeds FlowHealth and opens or resolves `flow_failing`;
-a periodic check (every `alerts.check_every`, off the polls so they stay cheap) measures lag and backlog and
-opens or resolves `quarantine` and `backlog` incidents. Every incident goes through the agent's one IncidentBook.
+a periodic check (every `alerts.check_every`, off the polls so they stay cheap) measures lag and the ERP's import
+outcome (pending, error, done) and opens or resolves `quarantine`, `backlog` and `import_errors` incidents.
+Every incident goes through the agent's one IncidentBook.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from agent.alerts import IncidentBook, kinds
+from agent.alerts import IncidentBook, import_errors, kinds
 from agent.config import LoadedConfig
 from agent.connect import known_passwords, scrub
 from agent.contract import QUARANTINE_TABLE
 from agent.errors import AgentError
-from agent.health import FlowHealth, measure
+from agent.health import FlowHealth
+from agent.health.probe import measure_outcomes
+from agent.outcome import OutcomeCounts
 from agent.pipeline import FlowContext
 from agent.report import FAILED, FlowReport, quarantine_count
 from agent.retry import first_line
@@ -24,6 +27,9 @@ from agent.runtime import StatusFile
 
 log = logging.getLogger("mes_erp_agent")
 Clock = Callable[[], dt.datetime]
+# Rows in error the check lists per flow (only while some are): new ones open an incident. Beyond this many at once,
+# incidents of the flow resolve only once fewer are in error (the listing no longer shows every row).
+LISTED_ERRORS = 1000
 
 
 def utc_now() -> dt.datetime:
@@ -86,10 +92,13 @@ class Monitor:
 
     def _check_flow(self, ctx: FlowContext) -> None:
         now = self.clock()
-        measurement = measure(ctx, now)
+        measurement, counts = measure_outcomes(ctx, now)
         self.health.record_measurement(ctx.name, measurement)
+        self.health.record_outcomes(ctx.name, counts)
         if measurement.pending_rows is not None:
             self._check_backlog(ctx, measurement.pending_rows, measurement.oldest_pending_age_seconds, now)
+        if counts is not None:
+            self._check_import_errors(ctx, counts, now)
         with ctx.target_engine.connect() as conn:
             rows, oldest = quarantine_count(conn, ctx.target_dialect, ctx.control, ctx.name)
         self._check_quarantine(ctx, rows, oldest, now)
@@ -99,12 +108,41 @@ class Monitor:
         key = f"backlog:{ctx.name}"
         incident = self.book.current(key)
         if pending and age is not None and age > limit.total_seconds():
-            if incident is None:
+            if incident is None and ctx.outcome is not None:
                 oldest = now - dt.timedelta(seconds=round(age))
-                table = f"{ctx.staging.schema}.{ctx.staging.name}"
-                self.book.open(kinds.backlog(ctx.name, ctx.flow.target, table, pending, oldest, limit, now))
+                waiting = ctx.outcome.pending_words()
+                query = None if waiting == "PENDING" else ctx.outcome.pending_query()
+                self.book.open(kinds.backlog(ctx.name, ctx.flow.target, ctx.outcome.staging_name, pending, oldest, limit,
+                                             now, waiting, query))
         elif incident is not None:
             self._resolve(kinds.backlog_resolved(incident, pending, now))
+
+    def _check_import_errors(self, ctx: FlowContext, counts: OutcomeCounts, now: dt.datetime) -> None:
+        """One incident per wave of rows in error (agent/alerts/import_errors.py); each resolves when none of its
+        rows is in error any more. The rows are listed only while some are in error or an incident is open."""
+        source = ctx.outcome
+        assert source is not None
+        open_incidents = [i for i in self.book.open_incidents() if i.kind == import_errors.KIND and i.flow == ctx.name]
+        if not counts.error_rows and not open_incidents:
+            return
+        rows = []
+        if counts.error_rows:
+            with ctx.target_engine.connect() as conn:
+                rows = source.errors(conn, LISTED_ERRORS)
+        in_error = {r.row_id for r in rows}
+        complete = len(rows) < LISTED_ERRORS
+        known: set[int] = set()
+        for incident in open_incidents:
+            listed = import_errors.incident_rows(incident)
+            if complete and not listed & in_error:
+                self._resolve(import_errors.import_errors_resolved(incident, counts.error_rows, now))
+            else:
+                known |= listed
+        new = [r for r in rows if r.row_id not in known]
+        if new:
+            self.book.open(import_errors.import_errors(ctx.name, ctx.flow, ctx.flow.target, source.staging_name,
+                                                       source.error_words(), new, max(counts.error_rows, len(rows)), now,
+                                                       self.config.path))
 
     def _check_quarantine(self, ctx: FlowContext, rows: int, oldest: dt.datetime | None, now: dt.datetime) -> None:
         limit = self.alerts.quarantine.max_rows

@@ -25,6 +25,7 @@ from agent.catalog.keyset import missing_guarantee_warning
 from agent.catalog.query import WatchedTable
 from agent.errors import AgentError, SchemaMismatch, mark_system, system_of
 from agent.mapping import RowMapper
+from agent.outcome import OutcomeSource, check_error_table, error_table_location, outcome_source
 from agent.read import (
     BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, lag_upper_bound,
     overlap_start, source_sql_for,
@@ -60,6 +61,7 @@ class FlowContext:
     mapper: RowMapper
     staging: StagingTable
     control: ControlTables
+    outcome: OutcomeSource | None = None  # where the ERP's import outcome is read (None: not watched)
 
 
 def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
@@ -75,6 +77,10 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
     live_staging = describe_source_table(target_engine, staging.schema, staging.name)
     problems = unbounded_decimal_problems(config, target_dialect, [staging])
     problems += check_staging_columns(staging, live_staging, flow.target)
+    outcome = outcome_source(config, name, target_dialect, {n: c.column_type for n, c in live_staging.items() if c.column_type})
+    if outcome is not None and outcome.outcome.error_table is not None:
+        live_errors = describe_source_table(target_engine, *error_table_location(staging.schema, outcome.outcome))
+        problems += check_error_table(name, outcome, live_errors, flow.target)
     if problems:
         raise SchemaMismatch("\n".join(problems))
     # Values are validated against the live staging columns; the mapping's own types are checked first.
@@ -94,6 +100,7 @@ def prepare(config: LoadedConfig, systems: Systems, name: str) -> FlowContext:
         ),
         staging=live,
         control=ControlTables.in_schema(target_dialect, staging.schema),
+        outcome=outcome,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from agent import watermark
 from agent.config import LoadedConfig
+from agent.outcome import OutcomeSource, default_outcome_source, live_types, outcome_source
 from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.errors import AgentError, SecretUnavailable
@@ -143,24 +144,34 @@ class FlowStatus:
     oldest_pending_age_seconds: float | None
     quarantine_rows: int = 0  # rows in agent_quarantine now (a DBA removes handled ones); rows_quarantined: ever
     oldest_quarantined: str | None = None
+    # The ERP import's outcome (None: not watched, a vendor-layout flow without `outcome:`): rows in error, and rows
+    # done (the flow's agent_ledger entries neither pending nor in error: consumed, or given a done status).
+    error_rows: int | None = None
+    done_rows: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
+_DEFAULT_LAYOUT: Any = object()
+
+
 def flow_status(
-    conn: Connection, dialect: Dialect, control: ControlTables, staging_table: str, flow: str, watermark: str
+    conn: Connection, dialect: Dialect, control: ControlTables, staging_table: str, flow: str, watermark: str,
+    outcome: OutcomeSource | None = _DEFAULT_LAYOUT,
 ) -> FlowStatus:
+    """`outcome`: where the flow's import outcome is read (default: the stg_* layout of `staging_table`; None: a
+    vendor-layout flow without `outcome:`, whose pending, error and done figures are None)."""
     params = {"flow": flow}
     totals = conn.execute(dialect.statement("status_totals", run_table=control.run), params).one()
     last = conn.execute(
         dialect.statement("status_last_run", result_types={"finished_at": _TIMESTAMP}, run_table=control.run), params
     ).first()
-    backlog = conn.execute(
-        dialect.statement("status_backlog", result_types={"oldest_pending": _TIMESTAMP}, staging_table=staging_table), params
-    ).one()
+    if outcome is _DEFAULT_LAYOUT:
+        outcome = default_outcome_source(dialect, control, staging_table, flow)
+    counts = outcome.counts(conn) if outcome is not None else None
     quarantined, oldest_quarantined = quarantine_count(conn, dialect, control, flow)
-    oldest = _as_utc(backlog.oldest_pending)
+    oldest = counts.oldest_pending if counts else None
     age = (dt.datetime.now(dt.timezone.utc) - oldest).total_seconds() if oldest else None
     return FlowStatus(
         flow=flow,
@@ -170,11 +181,13 @@ def flow_status(
         last_message=last.message if last else None,
         rows_moved=int(totals.rows_written or 0),
         rows_quarantined=int(totals.rows_quarantined or 0),
-        pending_rows=int(backlog.pending_rows or 0),
+        pending_rows=counts.pending_rows if counts else None,
         oldest_pending=dialect.to_utc_text(oldest),
         oldest_pending_age_seconds=round(age, 1) if age is not None else None,
         quarantine_rows=quarantined,
         oldest_quarantined=dialect.to_utc_text(oldest_quarantined),
+        error_rows=counts.error_rows if counts else None,
+        done_rows=counts.done_rows if counts else None,
     )
 
 
@@ -193,10 +206,12 @@ def read_flow_status(config: LoadedConfig, systems: Systems, name: str) -> dict[
     schema = config.model.systems[flow.target].staging_schema or ""
     control = ControlTables.in_schema(dialect, schema)
     try:
-        with systems.target(flow.target).connect() as conn:
+        engine = systems.target(flow.target)
+        outcome = outcome_source(config, name, dialect, live_types(engine, dialect, schema, flow.staging_table_name))
+        with engine.connect() as conn:
             position = watermark.load(conn, dialect, control, name, flow.watermark)
             staging = dialect.table(schema, flow.staging_table_name)
-            return flow_status(conn, dialect, control, staging, name, position.describe()).as_dict()
+            return flow_status(conn, dialect, control, staging, name, position.describe(), outcome).as_dict()
     except SecretUnavailable:  # a configuration error (exit 2), not a database that is down
         raise
     except (sa.exc.SQLAlchemyError, AgentError, OSError) as exc:  # status shows every flow, even one whose database is down

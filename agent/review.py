@@ -15,11 +15,12 @@ from datetime import timedelta
 from sqlalchemy.engine import make_url
 
 from agent import dialects, source_query
-from agent.config import FlowConfig, LoadedConfig
+from agent.config import ROW_GONE, FlowConfig, LoadedConfig, OutcomeConfig
 from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
 from agent.health.probe import newest_source_sql
 from agent.mapping import staging_type
+from agent.outcome import outcome_source
 from agent.read import read_sql, source_sql_for
 from agent.staging import (
     StagingColumn, StagingTable, ddl_statements, staging_table, unbounded_decimal_problems, vendor_table_notes,
@@ -123,20 +124,42 @@ def status_statements(config: LoadedConfig, name: str) -> list[Statement]:
     target = system_dialect(config, flow.target)
     schema = config.model.systems[flow.target].staging_schema or ""
     control = ControlTables.in_schema(target, schema)
-    staging_table = target.table(schema, flow.staging_table_name)
     meanings = _meanings(name, flow)
+    source = outcome_source(config, name, target)
+    outcome = [("outcome_counts", "the import outcome: pending rows and the oldest one, rows in error, rows staged in "
+                "agent_ledger (done: staged minus both; also the running agent's check every alerts.check_every, and "
+                "/metrics)", source.counts_sql())] if source else []
     return [
         Statement(flow.target, target.name, template, "status: " + purpose, sql,
                   tuple((p, meanings(p)) for p in bind_names(sql)))
         for template, purpose, sql in (
             ("status_totals", "rows moved and quarantined", target.render("status_totals", run_table=control.run)),
             ("status_last_run", "the last run", target.render("status_last_run", run_table=control.run)),
-            ("status_backlog", "PENDING rows and the oldest one (also the running agent's backlog check)",
-             target.render("status_backlog", staging_table=staging_table)),
+            *outcome,
             ("status_quarantine", "rows in agent_quarantine now (also the running agent's quarantine check)",
              target.render("status_quarantine", quarantine_table=control.quarantine)),
         )
     ]
+
+
+def outcome_statements(config: LoadedConfig, name: str) -> list[Statement]:
+    """The rows in error (the running agent's import-error check, `outcomes`) and `outcomes --resubmit`."""
+    flow = config.model.flows[name]
+    target = system_dialect(config, flow.target)
+    source = outcome_source(config, name, target)
+    if source is None:
+        return []
+    meanings = _meanings(name, flow)
+    found = [("outcome_errors", "the rows in error with the ERP's messages: the running agent's check every "
+              "alerts.check_every (only while rows are in error or an import-error incident is open), and "
+              "`mes-erp-agent outcomes`", source.errors_sql())]
+    if source.resubmit:
+        found += [("outcome_errors", "`outcomes --resubmit KEY...`: the rows in error with the keys given, listed in "
+                   "its transaction before the update (one :key_N per KEY)", source.errors_sql(keys=1)),
+                  ("outcome_resubmit", "`outcomes --resubmit KEY...`, a person's command: the flow's `resubmit:` on "
+                   "its rows in error with the keys given (one :key_N per KEY)", source.resubmit_sql(keys=1))]
+    return [Statement(flow.target, target.name, template, purpose, sql, tuple((p, meanings(p)) for p in bind_names(sql)))
+            for template, purpose, sql in found]
 
 
 def startup_statements(config: LoadedConfig, only: str | None = None) -> list[Statement]:
@@ -193,6 +216,10 @@ def render_sql_text(config: LoadedConfig, only: str | None = None) -> str:
         title = f"flow {name}: {flow.source} ({source.name}) -> {flow.target} ({target.name})"
         parts += _section(title, flow_statements(config, name))
         parts += _section(f"`mes-erp-agent status`, flow {name}", status_statements(config, name))
+        outcomes = outcome_statements(config, name)
+        if outcomes:
+            parts += _section(f"import outcomes, flow {name}: the running agent's check and `mes-erp-agent outcomes`",
+                              outcomes)
     return "\n".join(parts) + "\n"
 
 
@@ -211,6 +238,7 @@ def _section(title: str, statements: list[Statement]) -> list[str]:
 
 def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
     watermark = flow.watermark
+    outcome = flow.import_outcome
     insert_columns = _staging_names(name, flow, "").insert_columns
     probe = "; 0 once at start-up, to check the query runs" if flow.query else ""
     fixed = {
@@ -235,6 +263,7 @@ def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
         "message": "what went wrong, if anything",
         "staged_at": "now (UTC): when the agent staged the row",
         "cutoff": "the flow's newest agent_ledger entry minus ledger.keep (UTC)",
+        "max_rows": "rows listed at most: 1000 (the running agent's check), `outcomes --limit` (default 1000)",
     }
 
     def meaning(param: str) -> str:
@@ -244,11 +273,30 @@ def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
             return f"{watermark[int(param[3:])]} of the last row read"
         if param.startswith("p") and param[1:].isdigit() and int(param[1:]) < len(insert_columns):
             return f"staging column {insert_columns[int(param[1:])]} of each row (executemany)"
+        if outcome is not None and (found := _outcome_meaning(outcome, param)):
+            return found
         if param.startswith("rows_"):
             return f"the batch's {param.replace('_', ' ')}"
         return "see the template"
 
     return meaning
+
+
+def _outcome_meaning(outcome: OutcomeConfig, param: str) -> str | None:
+    """:pending_N, :done_N, :error_N (status values), :set_N (`resubmit:` values), :key_N (--resubmit's KEYs)."""
+    kind, _, number = param.rpartition("_")
+    if not number.isdigit():
+        return None
+    index = int(number)
+    lists = {"pending": outcome.pending, "done": [] if outcome.done == ROW_GONE else outcome.done, "error": outcome.error}
+    if kind in lists and index < len(lists[kind]):
+        return f"{lists[kind][index]!r} (outcome.{kind}, as the status column {outcome.status_column} holds it)"
+    if kind == "set" and outcome.resubmit and index < len(outcome.resubmit):
+        column, value = list(outcome.resubmit.items())[index]
+        return f"{'NULL' if value is None else repr(value)} (outcome.resubmit: {column})"
+    if kind == "key":
+        return "a KEY given to `outcomes --resubmit` (the key as `outcomes` lists it; several columns joined by |)"
+    return None
 
 
 def _d(duration: timedelta) -> str:

@@ -32,7 +32,7 @@ from agent import review as sql_review
 from agent.config import load_config
 from agent.demo import adventureworks
 from agent.dialects import DIALECTS, for_name, for_url, templates
-from helpers import Pair, cli, drop_login, make_pair, run_script, table_name, write_config
+from helpers import Pair, cli, drop_login, make_pair, run_script, staging_engine, table_name, write_config
 
 ROWS = 300
 AGENT = Path(__file__).resolve().parents[1] / "agent"
@@ -76,7 +76,9 @@ systems:
 flows:
   wo: {{source: mes, target: erp, table: work_order, watermark: [modified_date, work_order_id], key: [work_order_id],
        staging_table: stg_wo, lag: 1s, overlap: 5m,
-       columns: {{order_no: {{from: work_order_id, type: int}}, qty: {{from: stocked_qty, type: int}}}}}}
+       columns: {{order_no: {{from: work_order_id, type: int}}, qty: {{from: stocked_qty, type: int}}}},
+       outcome: {{status_column: stg_status, pending: [PENDING], error: [ERROR], error_text: [stg_error],
+                 resubmit: {{stg_status: PENDING, stg_error: null}}}}}}
   q: {{source: mes, target: erp, query: sql/flows/q.sql, watermark: [modified_date, work_order_id], key: [work_order_id],
       staging_table: stg_q,
       columns: {{order_no: {{from: work_order_id, type: int}}, scrap: {{from: scrap_name, type: "varchar(50)"}}}}}}
@@ -156,6 +158,30 @@ def _measure_health(scenario: Scenario) -> None:
 
 
 EXERCISES["source_newest"] = _measure_health
+
+RESUBMIT = {"status_column": "stg_status", "pending": ["PENDING"], "error": ["ERROR"], "error_text": ["stg_error"],
+            "resubmit": {"stg_status": "PENDING", "stg_error": None}}
+
+
+def _import_outcomes(scenario: Scenario) -> None:
+    """A row the import job rejected: `outcomes` lists it under the agent's login (outcome_errors); `outcomes
+    --resubmit` runs as the administrator, whose configuration declares the flow's `resubmit:` (outcome_resubmit)."""
+    staging = f"{scenario.pair.staging_schema}.stg_work_order"
+    engine = staging_engine(scenario.pair)
+    with engine.begin() as conn:
+        row_id, key = conn.execute(sa.text(f"SELECT stg_id, stg_source_key FROM {staging} ORDER BY stg_id")).first()
+        conn.execute(sa.text(f"UPDATE {staging} SET stg_status = 'ERROR', stg_error = 'no such item' "
+                             "WHERE stg_id = :row"), {"row": row_id})
+    engine.dispose()
+    listed = cli("outcomes", "-c", str(scenario.config), "--flow", "work_orders")
+    assert (listed.exit_code, listed.output.count("ERP message: no such item")) == (0, 1), listed.output
+    flow = {**scenario_flows(scenario.pair)["work_orders"], "outcome": RESUBMIT}
+    admin = write_config(scenario.admin_config.with_name("resubmit.yaml"), scenario.pair, {"work_orders": flow})
+    done = cli("outcomes", "-c", str(admin), "--flow", "work_orders", "--resubmit", key)
+    assert (done.exit_code, done.output.startswith("flow work_orders: resubmitted 1 row")) == (0, True), done.output
+
+
+EXERCISES["outcome_resubmit"] = _import_outcomes
 
 QUERY = """\
 SELECT wo.work_order_id, wo.modified_date, wo.stocked_qty, sr.name AS scrap_name

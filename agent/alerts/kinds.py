@@ -1,7 +1,8 @@
 """The incidents of the long-running agent besides drift, as values for the IncidentBook (plain words, like the drift report).
 
 Each says what happened, where (flow, system, table), since when, and what to do next; its resolution says
-when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`.
+when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`; the ERP's import
+errors are in import_errors.py (`import_errors:<flow>:<row>`).
 """
 
 from __future__ import annotations
@@ -105,10 +106,14 @@ def quarantine_resolved(incident: Incident, rows: int, max_rows: int, at: dt.dat
 
 
 def backlog(flow: str, system: str, table: str, pending: int, oldest: dt.datetime, max_age: dt.timedelta,
-            now: dt.datetime) -> Incident:
+            now: dt.datetime, waiting: str = "PENDING", query: str | None = None) -> Incident:
+    """`waiting`: how the flow's pending rows are called (PENDING in the stg_* layout, `pending (PROCESS_FLAG 1, 2)`
+    in a vendor interface table); `query`: what a person runs to look at them (default: the stg_* layout's)."""
+    look = (query or f"SELECT stg_id, stg_source_key, stg_loaded_at, stg_error FROM {table}\n"
+                     "WHERE stg_status = 'PENDING' ORDER BY stg_id;").splitlines()
     body = "\n".join([
         f"ERP BACKLOG: {flow}",
-        f"{pending} staging rows of flow {flow} in {table} on system {system} are still PENDING; the oldest was "
+        f"{pending} staging rows of flow {flow} in {table} on system {system} are still {waiting}; the oldest was "
         f"staged {utc(oldest)}, {_duration(now - oldest)} ago, longer than alerts.backlog.max_pending_age = "
         f"{_duration(max_age)}.",
         "The agent delivered them; the ERP import job has not picked them up (the confirmation never arrived).",
@@ -116,23 +121,24 @@ def backlog(flow: str, system: str, table: str, pending: int, oldest: dt.datetim
         "What to do:",
         "  1. Check that the ERP import job for this staging table runs, and read its log.",
         "  2. Look at the waiting rows:",
-        f"       SELECT stg_id, stg_source_key, stg_loaded_at, stg_error FROM {table}",
-        "       WHERE stg_status = 'PENDING' ORDER BY stg_id;",
-        "  3. This incident resolves when no PENDING row is older than the limit.",
+        *(f"       {line}" for line in look),
+        f"  3. This incident resolves when no {waiting} row is older than the limit.",
     ])
     return Incident(
-        kind="backlog", key=f"backlog:{flow}", title=f"ERP backlog on {table}: {pending} rows PENDING since {utc(oldest)}",
+        kind="backlog", key=f"backlog:{flow}", title=f"ERP backlog on {table}: {pending} rows {waiting} since {utc(oldest)}",
         body=body, opened_at=oldest, flow=flow, system=system, table=table,
         data={"event": "opened", "kind": "backlog", "flow": flow, "system": system, "table": table,
-              "pending_rows": pending, "oldest_pending": _iso(oldest), "max_pending_age_seconds": max_age.total_seconds()},
+              "pending_rows": pending, "oldest_pending": _iso(oldest), "max_pending_age_seconds": max_age.total_seconds(),
+              "waiting": waiting},
     )
 
 
 def backlog_resolved(incident: Incident, pending: int, at: dt.datetime) -> Resolved:
+    waiting = str(incident.data.get("waiting", "PENDING"))
     body = "\n".join([
         f"ERP BACKLOG CLEARED: {incident.flow}",
-        f"No staging row of flow {incident.flow} in {incident.table} is PENDING longer than the limit since "
-        f"{utc(at)} ({pending} PENDING now); the backlog had lasted since {utc(incident.opened_at)}.",
+        f"No staging row of flow {incident.flow} in {incident.table} is {waiting} longer than the limit since "
+        f"{utc(at)} ({pending} {waiting.split(' ')[0]} now); the backlog had lasted since {utc(incident.opened_at)}.",
         "Nothing more to do; the agent alerts again if it happens again.",
     ])
     return Resolved(incident.key, f"ERP backlog cleared on {incident.table}", body,

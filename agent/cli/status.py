@@ -1,4 +1,5 @@
-"""`status`: per flow, the watermark, the last run, rows moved and quarantined, the PENDING backlog (from the ERP),
+"""`status`: per flow, the watermark, the last run, rows moved and quarantined, the ERP import's outcome (pending
+backlog, rows in error, rows done: from the ERP),
 merged with what the running agent reports (state, last successful poll, lag, next run: its status file) and
 the open incidents (the alert outbox). Works whether the agent runs or not."""
 
@@ -29,7 +30,8 @@ _LIVE_KEYS = ("state", "message", "failing_since", "consecutive_failures", "last
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path, as_json: bool) -> None:
-    """Per flow: state, last successful poll, rows moved, lag, quarantine, PENDING backlog, open incidents, next run."""
+    """Per flow: state, last successful poll, rows moved, lag, quarantine, import outcome (pending, in error, done),
+    open incidents, next run."""
     config = load_or_exit(config_path)
     systems = Systems(config)
     try:
@@ -41,7 +43,7 @@ def status(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(statuses, indent=2, default=str))
     else:
-        _print_statuses(statuses, agent)
+        _print_statuses(statuses, agent, config.path)
     sys.exit(int(ExitCode.FLOW_FAILED if any("error" in s for s in statuses) else ExitCode.OK))
 
 
@@ -75,21 +77,27 @@ def _state_text(s: dict[str, Any]) -> str:
     return _STATES.get(s["state"] or "", s["state"] or "-")
 
 
-def _print_statuses(statuses: list[dict[str, Any]], agent: dict[str, Any] | None) -> None:
+def _count(value: int | None) -> str:
+    """A row count; `-` where the flow's import outcome is not watched (a vendor table without `outcome:`)."""
+    return "-" if value is None else str(value)
+
+
+def _print_statuses(statuses: list[dict[str, Any]], agent: dict[str, Any] | None, config_path: Path) -> None:
     table = Table(title="mes-erp-agent status")
     for column in ("flow", "state", "last success (UTC)", "watermark", "last run (UTC)", "outcome", "rows moved", "lag",
-                   "quarantined", "in quarantine", "pending", "oldest pending age", "open incidents", "next run (UTC)"):
+                   "quarantined", "in quarantine", "pending", "oldest pending age", "in error", "done", "open incidents",
+                   "next run (UTC)"):
         table.add_column(column)
     for s in statuses:
         live = (_state_text(s), s["last_success_at"] or "-")
         if "error" in s:
-            table.add_row(s["flow"], *live, "-", "-", "unreadable", "-", "-", "-", "-", "-", "-",
+            table.add_row(s["flow"], *live, "-", "-", "unreadable", "-", "-", "-", "-", "-", "-", "-", "-",
                           str(len(s["open_incidents"])), s["next_run"] or "-")
             continue
         table.add_row(s["flow"], *live, s["watermark"], s["last_run_at"] or "never", s["last_outcome"] or "-",
                       str(s["rows_moved"]), age_text(s["lag_seconds"]), str(s["rows_quarantined"]),
-                      str(s["quarantine_rows"]), str(s["pending_rows"]), age_text(s["oldest_pending_age_seconds"]),
-                      str(len(s["open_incidents"])), s["next_run"] or "-")
+                      str(s["quarantine_rows"]), _count(s["pending_rows"]), age_text(s["oldest_pending_age_seconds"]),
+                      _count(s["error_rows"]), _count(s["done_rows"]), str(len(s["open_incidents"])), s["next_run"] or "-")
     console.print(table)
     if agent is None:
         console.print("The agent has not run here yet (no status file): figures are from the ERP only.")
@@ -100,6 +108,10 @@ def _print_statuses(statuses: list[dict[str, Any]], agent: dict[str, Any] | None
         if "error" in s:
             errors.print(f"flow {s['flow']}: cannot read its status on system {s['system']} ({s['url']}): {s['error']}",
                          markup=False, highlight=False, soft_wrap=True)
+        if s.get("error_rows"):
+            console.print(f"flow {s['flow']}: {s['error_rows']} staged rows rejected by the ERP import job; see them with: "
+                          f"mes-erp-agent outcomes -c {config_path} --flow {s['flow']}", markup=False, highlight=False,
+                          soft_wrap=True)
         for title in s["open_incidents"]:
             console.print(f"flow {s['flow']}: open incident: {title}", markup=False, highlight=False, soft_wrap=True)
         if s.get("message") and s["state"] == "failing":

@@ -14,6 +14,7 @@ from prometheus_client.exposition import generate_latest
 
 PREFIX = "mes_erp_agent_"
 STATES = ("starting", "ok", "catching_up", "failing", "halted")
+OUTCOMES = ("pending", "error", "done")  # label `outcome` of import_rows
 # Poll durations: a poll that finds nothing takes milliseconds; an initial load of a large table minutes.
 POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 NAN = float("nan")
@@ -37,6 +38,10 @@ class AgentMetrics:
                                   "(NaN: unknown)", flow, registry=self.registry)
         self.backlog_age = Gauge(f"{PREFIX}backlog_oldest_age_seconds", "Age of the oldest PENDING staging row (0: "
                                  "none; NaN: unknown)", flow, registry=self.registry)
+        self.import_rows = Gauge(
+            f"{PREFIX}import_rows", "Staged rows by the ERP import's outcome: pending, error (rejected), done (the "
+            "flow's agent_ledger entries neither pending nor in error; NaN: unknown or not watched)",
+            ("flow", "outcome"), registry=self.registry)
         self.up = Gauge(f"{PREFIX}flow_up", "1 while the flow is ok or deliberately halted on drift (as /healthz)", flow,
                         registry=self.registry)
         self.state = Gauge(f"{PREFIX}flow_state", "1 for the flow's current state", ("flow", "state"), registry=self.registry)
@@ -51,6 +56,8 @@ class AgentMetrics:
             counter.labels(flow)
         for gauge in (self.lag, self.backlog_rows, self.backlog_age):
             gauge.labels(flow).set(NAN)
+        for outcome in OUTCOMES:
+            self.import_rows.labels(flow, outcome).set(NAN)
         self.drift_halted.labels(flow).set(0)
         self.poll_duration.labels(flow)
         self.set_state(flow, "starting", healthy=False)
@@ -94,6 +101,10 @@ class AgentMetrics:
             self.backlog_age.labels(flow).set(0)
         else:
             self.backlog_age.labels(flow).set(NAN if oldest_age_seconds is None else oldest_age_seconds)
+
+    def set_import_rows(self, flow: str, pending: int | None, error: int | None, done: int | None) -> None:
+        for outcome, value in zip(OUTCOMES, (pending, error, done), strict=True):
+            self.import_rows.labels(flow, outcome).set(NAN if value is None else value)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (what /metrics serves)."""

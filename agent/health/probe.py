@@ -1,4 +1,5 @@
-"""Figures a poll's report does not carry, read cheaply after a poll: lag behind the source, PENDING backlog.
+"""Figures a poll's report does not carry, read cheaply after a poll: lag behind the source, the import outcome
+(pending backlog and its oldest row's age, rows in error, rows done: `outcome_counts.sql`, agent/outcome.py).
 
 Lag is how far the staging table trails the source, on the source's own clock: the newest value of the
 first watermark column in the source (`source_newest.sql`, one index lookup) minus the staged watermark's
@@ -21,12 +22,12 @@ from agent import watermark
 from agent.config import FlowConfig
 from agent.dialects import Dialect
 from agent.errors import AgentError
+from agent.outcome import OutcomeCounts
 from agent.pipeline import FlowContext
 from agent.read import SourceColumn, source_sql_for
 
 log = logging.getLogger("mes_erp_agent")
 _TIME_FAMILIES = ("timestamp", "date")
-_TIMESTAMP = sa.DateTime()
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,16 @@ def lag_seconds(newest_source: Any, staged: Any) -> float | None:
 
 def measure(ctx: FlowContext, now: dt.datetime | None = None) -> Measurement:
     """Lag and backlog of one flow; a figure whose database cannot be read is None (the poll reports why)."""
-    return Measurement(_read_lag(ctx), *_read_backlog(ctx, now or dt.datetime.now(dt.timezone.utc)))
+    return measure_outcomes(ctx, now)[0]
+
+
+def measure_outcomes(ctx: FlowContext, now: dt.datetime | None = None) -> tuple[Measurement, OutcomeCounts | None]:
+    """Lag and backlog, and the flow's rows by import outcome (None: not watched, or its ERP cannot be read)."""
+    counts = _read_outcomes(ctx)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if counts is None:
+        return Measurement(_read_lag(ctx)), None
+    return Measurement(_read_lag(ctx), counts.pending_rows, counts.age_seconds(now)), counts
 
 
 def _read_lag(ctx: FlowContext) -> float | None:
@@ -82,21 +92,16 @@ def _read_lag(ctx: FlowContext) -> float | None:
     return lag_seconds(newest, staged[0])
 
 
-def _read_backlog(ctx: FlowContext, now: dt.datetime) -> tuple[int | None, float | None]:
-    """PENDING rows of the flow and the age of the oldest (`status_backlog.sql`, as `status` reads them)."""
-    staging_table = ctx.target_dialect.table(ctx.staging.schema, ctx.staging.name)
-    statement = ctx.target_dialect.statement(
-        "status_backlog", result_types={"oldest_pending": _TIMESTAMP}, staging_table=staging_table
-    )
+def _read_outcomes(ctx: FlowContext) -> OutcomeCounts | None:
+    """Pending, in error and staged rows of the flow (`outcome_counts.sql`, as `status` reads them)."""
+    if ctx.outcome is None:
+        return None
     try:
         with ctx.target_engine.connect() as conn:
-            row = conn.execute(statement, {"flow": ctx.name}).one()
+            return ctx.outcome.counts(conn)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        log.debug("flow %s: backlog not measured: %s", ctx.name, _first_line(exc))
-        return None, None
-    oldest = _as_utc(row.oldest_pending)
-    age = round(max((now - oldest).total_seconds(), 0.0), 1) if oldest is not None else None
-    return int(row.pending_rows or 0), age
+        log.debug("flow %s: import outcome not measured: %s", ctx.name, _first_line(exc))
+        return None
 
 
 def _as_datetime(value: Any) -> dt.datetime:
@@ -105,14 +110,6 @@ def _as_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
     return dt.datetime.combine(value, dt.time())  # a date column
-
-
-def _as_utc(value: Any) -> dt.datetime | None:
-    """Control-table timestamps are UTC (naive in most dialects)."""
-    if value is None:
-        return None
-    value = _as_datetime(value)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,6 +4,7 @@ The scheduler calls, per flow and from its worker threads:
   batch_done(batch)       after each committed batch (`pipeline.run_flow(on_batch=...)`): live progress;
   record(report)          after every poll, with its FlowReport;
   record_measurement(...) after a poll, with `probe.measure(ctx)` (lag, backlog);
+  record_outcomes(...)    with the flow's rows by import outcome (the monitor's periodic check);
   set_next_run(...)       when the scheduler knows the next fire time;
   set_open_incidents(...) with the number of open drift incidents that halt the flow.
 
@@ -25,6 +26,7 @@ from agent.connect import connection_url
 from agent.errors import SecretUnavailable
 from agent.health.metrics import AgentMetrics
 from agent.health.probe import Measurement
+from agent.outcome import OutcomeCounts
 from agent.report import FAILED, HALTED, BatchReport, FlowReport
 
 STARTING, OK, CATCHING_UP, FAILING, HALTED_ON_DRIFT = "starting", "ok", "catching_up", "failing", "halted"
@@ -131,6 +133,14 @@ class FlowHealth:
             self._flows[name].measurement = measurement
             self.metrics.set_measurement(name, measurement.lag_seconds, measurement.pending_rows,
                                          measurement.oldest_pending_age_seconds)
+
+    def record_outcomes(self, name: str, counts: OutcomeCounts | None) -> None:
+        """The flow's rows by import outcome (None: not watched, or not readable now): /metrics `import_rows`."""
+        with self._lock:
+            if counts is None:
+                self.metrics.set_import_rows(name, None, None, None)
+            else:
+                self.metrics.set_import_rows(name, counts.pending_rows, counts.error_rows, counts.done_rows)
 
     def set_next_run(self, name: str, when: dt.datetime | None) -> None:
         with self._lock:

@@ -13,6 +13,7 @@
 --               forward); SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old
 --               entries); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables,
 -- no EXECUTE, no write outside the staging schema (none on dbo). Source connections use ApplicationIntent=ReadOnly.
 IF SUSER_ID({{ login_literal }}) IS NULL CREATE LOGIN {{ login }} WITH PASSWORD = {{ password }}, CHECK_POLICY = ON;
@@ -37,4 +38,7 @@ GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ l
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+GRANT SELECT ON {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}

@@ -13,6 +13,7 @@
 --   Catalog:    information_schema shows a login the tables and columns it holds grants on; that is what
 --               the drift check watches. Nothing to grant.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- No CREATE/ALTER/DROP (no DDL), no DELETE on staging tables, no write outside the staging database, no
 -- global privileges.
 CREATE USER IF NOT EXISTS {{ login }} IDENTIFIED BY {{ password }};
@@ -35,4 +36,7 @@ GRANT SELECT, INSERT, UPDATE ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+GRANT SELECT ON {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}

@@ -13,6 +13,7 @@
 --               agent_ledger (what was staged; DELETE prunes entries older than `ledger.keep`);
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
+--               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- No CREATE on any schema (no DDL), no DELETE on staging tables, no TRUNCATE, no write outside the staging schema.
 DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {{ login_literal }}) THEN CREATE ROLE {{ login }} LOGIN PASSWORD {{ password }} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; END IF; END$$;
 GRANT CONNECT ON DATABASE {{ database }} TO {{ login }};
@@ -39,4 +40,10 @@ GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
+{% for e in error_tables %}
+{% if e.schema %}
+GRANT USAGE ON SCHEMA {{ e.schema }} TO {{ login }};
+{% endif %}
+GRANT SELECT ON TABLE {{ e.table }} TO {{ login }};
+{% endfor %}
 {% endif %}
