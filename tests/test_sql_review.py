@@ -167,9 +167,10 @@ def test_sql_server_batch_statements_use_a_temp_table_and_identity(mssql_config,
 def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config):
     result = cli("render-sql", "-c", str(mssql_config.path), "--flow", "scrapped")
     assert result.exit_code == 0, result.output
-    sections = re.findall(r"^-- (start-up.*|flow .*|`mes-erp-agent status`.*)$", result.output, re.M)
+    sections = re.findall(r"^-- (start-up.*|flow .*|`mes-erp-agent status`.*|import outcomes.*)$", result.output, re.M)
     assert sections == ["start-up, once per system", "flow scrapped: mes (mssql) -> erp (mssql)",
-                        "`mes-erp-agent status`, flow scrapped"]
+                        "`mes-erp-agent status`, flow scrapped",
+                        "import outcomes, flow scrapped: the running agent's check and `mes-erp-agent outcomes`"]
     templates = re.findall(r"^--    system (\w+) \(mssql\), template sql/mssql/(\w+)\.sql$", result.output, re.M)
     assert templates == [
         ("erp", "privilege_check"), ("erp", "catalog"), ("erp", "server_version"),
@@ -180,7 +181,8 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("erp", "quarantine_insert"), ("erp", "watermark_insert"), ("erp", "watermark_update"),
         ("erp", "run_insert"), ("erp", "ledger_newest"), ("erp", "ledger_prune"),
         ("mes", "source_newest"),
-        ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"), ("erp", "status_quarantine"),
+        ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "outcome_counts"), ("erp", "status_quarantine"),
+        ("erp", "outcome_errors"),
     ]
     assert ("-- 4. read, cursor after: every next batch: rows strictly after the last row read (keyset)\n"
             "--    system mes (mssql), template sql/mssql/read_batch.sql\n"
