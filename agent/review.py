@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 
-from agent import dialects, source_query
+from agent import dialects, recovery, source_query
 from agent.config import FlowConfig, LoadedConfig
 from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
@@ -114,6 +114,11 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
     if not flow.rowversion:
         add(flow.source, source, "source_newest", f"health, after a poll: the newest {flow.watermark[0]} in the source "
             "(lag = it minus the staged watermark; only for a timestamp or date watermark)", newest_source_sql(source, flow))
+        families = recovery.families_of(_snapshot_types(config, flow)[0])  # `reconcile`, `deletes`, `backfill`
+        for role, template, purpose, sql, params in recovery.recovery_statements(name, flow, source, target, schema, families):
+            system, dialect = (flow.source, source) if role == "source" else (flow.target, target)
+            found.append(Statement(system, dialect.name, template, purpose, sql,
+                                   tuple((p, params.get(p) or meanings(p)) for p in bind_names(sql))))
     return found
 
 
