@@ -9,6 +9,7 @@ is seen. Timestamps are fixed (not now): the buckets compared, and so the report
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 import json
 import re
 from collections import Counter
@@ -31,7 +32,7 @@ def at(seconds: float) -> dt.datetime:
 @pytest.fixture(params=["postgresql", "mysql"])
 def plant(request, db_factory, tmp_path):
     kind = request.param
-    pair = make_pair(db_factory, kind, suffix=f"_{kind}_{request.node.name[5:14]}")
+    pair = make_pair(db_factory, kind, suffix=f"_{kind}_{zlib.crc32(request.node.name.encode()) % 10**6}")
     return pair, create_mes_table(pair), tmp_path
 
 
@@ -62,7 +63,8 @@ def staged_pairs(pair: Pair, change: str = "U") -> set[tuple[str, str]]:
 
 
 def live_watermark(pair: Pair) -> list[tuple]:
-    return query(pair, f"SELECT flow, watermark_values, revision, updated_at FROM {pair.staging_schema}.agent_watermark")
+    return query(pair, f"SELECT flow, watermark_values, revision, updated_at FROM {pair.staging_schema}.agent_watermark "
+                       "WHERE flow = 'wo'")
 
 
 def run_once(config: Path) -> None:

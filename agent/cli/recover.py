@@ -41,8 +41,8 @@ def _flows_of(config: LoadedConfig, flow_name: str | None) -> Iterator[tuple[Sys
         yield systems, gate
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
-    except (ConfigError, SchemaMismatch, recovery.BackfillRefused) as exc:
-        fail(f"{config.path}: {exc}", ExitCode.CONFIG)
+    except (ConfigError, SchemaMismatch) as exc:
+        fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", ExitCode.CONFIG)
     finally:
         if gate is not None:
             gate.close()

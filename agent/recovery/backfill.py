@@ -69,7 +69,7 @@ def parse_bound(ctx: FlowContext, text: str) -> Any:
         value = _PARSERS[family](text.strip())
     except ValueError:
         raise BackfillRefused(f"{text!r} is not a value of {ctx.flow.watermark[0]} ({family}); e.g. "
-                              "2026-01-31 or 2026-01-31T12:00:00") from None
+                              "2026-03-10 or 2026-03-10T12:00:00") from None
     if family == "timestamp" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     return value
