@@ -9,9 +9,11 @@ is seen. Timestamps are fixed (not now): the buckets compared, and so the report
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 import json
 import re
+import signal
+import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from helpers import Pair, cli, make_pair, prepare_erp, write_config
-from test_import_job import STAGING, add_audit_trigger, audited, create_mes_table, flow, query, version
+from service_support import wait_until
+from test_import_job import STAGING, add_audit_trigger, audited, create_mes_table, flow, query, start_agent, version
 
 DAY = dt.datetime(2026, 3, 10, 8, 0, 0)
 LATER = dt.datetime(2026, 3, 12, 9, 30, 0, 1)
@@ -233,4 +236,41 @@ def test_check_config_wants_a_vendor_delete_mapping_and_a_ledger_covering_the_wi
     vendor["columns"] = {"QTY": "qty", "TRANSACTION_TYPE_ID": {"const": 1, "type": "int"}}
     path = write_config(tmp_path / "agent.yaml", pair, {"wo": vendor})
     assert cli("check-config", "-c", str(path)).exit_code == 0
+    required = flow(pair, deletes={"detect": True}, columns={"order_no": "wo_id", "qty": {"from": "qty", "required": True}})
+    path = write_config(tmp_path / "agent.yaml", pair, {"wo": required})
+    result = cli("check-config", "-c", str(path))
+    assert [line.strip() for line in result.output.splitlines()[1:]] == [
+        f"{path}:24: flow wo's tombstones fill only the columns that come from the key, constants and defaults, but "
+        "staging column `qty` is `required: true` (NOT NULL); give it a `default:` or a value under "
+        "`deletes: {constants: {qty: ...}}`",
+    ]
 
+
+
+# --- the running agent's scheduled passes --------------------------------------------------------------
+def test_the_running_agent_reconciles_and_detects_deletes_on_schedule(plant):
+    pair, table, folder = plant
+    config = write_config(folder / "agent.yaml", pair, {"wo": flow(pair, schedule={"every": "250ms"},
+                                                                 reconcile={"every": "1s", "window": "7d"},
+                                                                 deletes={"detect": True, "every": "1s"})},
+                          alerts={"dir": "alerts", "check_every": "1s"})
+    write(pair, table, [{"wo_id": i, "qty": i, "updated_at": at(i)} for i in range(1, 7)])
+    write(pair, table, [{"wo_id": 12, "qty": 12, "updated_at": LATER}])
+    prepare_erp(config)
+    add_audit_trigger(pair)
+    run_once(config)
+    agent = start_agent(config, folder / "agent.log")
+    try:
+        write(pair, table, [{"wo_id": 11, "qty": 11, "updated_at": at(2.5)}], delete=(4,))
+        wait_until(lambda: version(11, at(2.5)) in staged_pairs(pair) and staged_pairs(pair, "D"), 30,
+                   "the late row staged and the deleted key's tombstone")
+        wait_until(lambda: any("late_rows" in name for name in incident_files(folder)), 10, "the late_rows incident")
+        time.sleep(2.5)  # more passes: nothing twice
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=60)
+    assert agent.returncode == 0, (folder / "agent.log").read_text()
+    assert staged_pairs(pair, "D") == {("4", "D|" + version(4, at(4))[1])}
+    assert staged_pairs(pair) - {version(4, at(4))} == source_pairs(pair, table)
+    assert audited(pair) == Counter(dict.fromkeys(staged_pairs(pair) | staged_pairs(pair, "D"), 1))
+    assert len([n for n in incident_files(folder) if "late_rows" in n and "resolved" not in n]) == 1

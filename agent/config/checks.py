@@ -93,6 +93,13 @@ def _check_recovery(loaded: LoadedConfig, name: str, flow: FlowConfig) -> list[s
                         "stg_change column to mark a deletion: say how its import job recognises one with "
                         "`deletes: {detect: true, constants: {COLUMN: value}}` (e.g. a transaction type), or remove "
                         "`detect: true`")
+    if deletes.detect:
+        for column, mapping in flow.columns.items():
+            if (mapping.required and mapping.source not in flow.key and mapping.default is None
+                    and column not in deletes.constants):
+                problems.append(f"{where}: flow {name}'s tombstones fill only the columns that come from the key, "
+                                f"constants and defaults, but staging column `{column}` is `required: true` (NOT NULL); "
+                                f"give it a `default:` or a value under `deletes: {{constants: {{{column}: ...}}}}`")
     for column in deletes.constants:
         if column not in flow.columns:
             problems.append(f"{loaded.where('flows', name, 'deletes', 'constants', column)}: `{column}` is not a staging "
