@@ -33,11 +33,13 @@ DEFAULT_WINDOW = dt.timedelta(days=7)
 
 
 @contextmanager
-def _flows_of(config: LoadedConfig, flow_name: str | None) -> Iterator[tuple[Systems, DriftGate]]:
+def _flows_of(config: LoadedConfig, flow_name: str | None,
+              book: alerts.IncidentBook | None = None) -> Iterator[tuple[Systems, DriftGate]]:
+    """Engines and the drift gate (sharing the command's IncidentBook: one writer of the alert state)."""
     systems = Systems(config)
     gate: DriftGate | None = None
     try:
-        gate = DriftGate(config, systems, flow_name)
+        gate = DriftGate(config, systems, flow_name, book=book)
         yield systems, gate
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
@@ -84,7 +86,7 @@ def reconcile_command(config_path: Path, flow_name: str | None, since_text: str 
     book = alerts.book_for(config)
     code = ExitCode.OK
     try:
-        with _flows_of(config, flow_name) as (systems, gate):
+        with _flows_of(config, flow_name, book) as (systems, gate):
             for name, flow in flows.items():
                 reason = gate(name)
                 if reason:
