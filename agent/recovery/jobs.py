@@ -45,7 +45,7 @@ class PolledFlow(Protocol):
 def record_incident(book: IncidentBook, report: PassReport, ctx: FlowContext, config_path: Any,
                     at: dt.datetime | None = None) -> None:
     """Open `late_rows:<flow>` when a reconcile pass had to stage missing rows; resolve it after a clean pass."""
-    if report.kind != RECONCILE or report.outcome != "ok":
+    if report.kind != RECONCILE or report.outcome != "ok" or not (report.fixed or report.complete):
         return
     at = at or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     key = f"late_rows:{report.flow}"
@@ -78,9 +78,9 @@ class PassJob:
         with polled.in_flight:
             if self.kind == RECONCILE:
                 settings = ctx.flow.reconcile
-                report = reconcile(ctx, settings.window if settings else dt.timedelta(days=7))
+                report = reconcile(ctx, settings.window if settings else dt.timedelta(days=7), stopping=polled.stop.is_set)
             else:
-                report = detect_deletes(ctx, polled.poll_lock)
+                report = detect_deletes(ctx, polled.poll_lock, stopping=polled.stop.is_set)
         if report.outcome == FAILED:
             log.warning("flow %s: %s pass failed (it runs again at its next time): %s", self.flow, self.kind,
                         report.message)

@@ -63,6 +63,7 @@ class PassReport:
     outcome: str = OK
     message: str = ""
     system: str | None = None
+    complete: bool = True  # False: the agent was stopping and the pass ended early
 
     @property
     def fixed(self) -> bool:
@@ -70,18 +71,21 @@ class PassReport:
         return self.rows_missing > 0
 
 
-def reconcile(ctx: FlowContext, window: dt.timedelta, since: Any = None, horizon: dt.timedelta | None = None) -> PassReport:
+def reconcile(ctx: FlowContext, window: dt.timedelta, since: Any = None, horizon: dt.timedelta | None = None,
+              stopping: Callable[[], bool] = lambda: False) -> PassReport:
     """Stage the rows of `window` (or from `since`) below the watermark minus overlap that the polls missed.
-    `horizon`: how far back agent_ledger surely remembers (a `since` further back is refused)."""
+    `horizon`: how far back agent_ledger surely remembers (a `since` further back is refused). `stopping`: asked
+    before each bucket (the agent is stopping: the pass ends after what it committed)."""
     report = PassReport(ctx.name, RECONCILE, ctx.flow.watermark[0])
-    return _guarded(ctx, report, lambda: _reconcile(ctx, report, window, since, horizon))
+    return _guarded(ctx, report, lambda: _reconcile(ctx, report, window, since, horizon, stopping))
 
 
-def detect_deletes(ctx: FlowContext, lock: AbstractContextManager[Any] | None = None) -> PassReport:
+def detect_deletes(ctx: FlowContext, lock: AbstractContextManager[Any] | None = None,
+                   stopping: Callable[[], bool] = lambda: False) -> PassReport:
     """Write a tombstone for each key agent_ledger knows that the source no longer has. `lock` is held while the
     source is asked and the tombstones are written (the running agent's flow lock: no poll stages meanwhile)."""
     report = PassReport(ctx.name, DELETES, ctx.flow.watermark[0])
-    return _guarded(ctx, report, lambda: _detect_deletes(ctx, report, lock or contextlib.nullcontext()))
+    return _guarded(ctx, report, lambda: _detect_deletes(ctx, report, lock or contextlib.nullcontext(), stopping))
 
 
 def _guarded(ctx: FlowContext, report: PassReport, work: Callable[[], None]) -> PassReport:
@@ -94,7 +98,7 @@ def _guarded(ctx: FlowContext, report: PassReport, work: Callable[[], None]) -> 
 
 
 def _reconcile(ctx: FlowContext, report: PassReport, window: dt.timedelta, since: Any,
-               horizon: dt.timedelta | None) -> None:
+               horizon: dt.timedelta | None, stopping: Callable[[], bool]) -> None:
     queries = BucketQueries(ctx)
     position = _live_watermark(ctx)
     if position is None:
@@ -108,7 +112,7 @@ def _reconcile(ctx: FlowContext, report: PassReport, window: dt.timedelta, since
     report.lower, report.upper = lower, upper
     if lower >= upper:
         return
-    for bucket in _narrowed(ctx, queries, Bucket("", lower, upper), report, lambda s, _l: s.rows > 0):
+    for bucket in _narrowed(ctx, queries, Bucket("", lower, upper), report, lambda s, _l: s.rows > 0, stopping):
         rows = _read(ctx, queries.family, bucket)
         with _on(ctx.flow.target):
             staged = {(k, v) for k, v, _origin, _latest in queries.entries(bucket)}
@@ -126,7 +130,8 @@ def _reconcile(ctx: FlowContext, report: PassReport, window: dt.timedelta, since
                     report.rows_staged, report.rows_quarantined)
 
 
-def _detect_deletes(ctx: FlowContext, report: PassReport, lock: AbstractContextManager[Any]) -> None:
+def _detect_deletes(ctx: FlowContext, report: PassReport, lock: AbstractContextManager[Any],
+                    stopping: Callable[[], bool]) -> None:
     queries = BucketQueries(ctx)
     tombstones.check_keys(ctx)
     position = _live_watermark(ctx)
@@ -141,7 +146,8 @@ def _detect_deletes(ctx: FlowContext, report: PassReport, lock: AbstractContextM
     lower = as_family(queries.family, parse_first(queries.family, str(oldest)))
     upper = after(queries.family, as_family(queries.family, position[0]))
     report.lower, report.upper = lower, upper
-    for bucket in _narrowed(ctx, queries, Bucket("", lower, upper), report, lambda _s, ledger: ledger.rows > 0):
+    for bucket in _narrowed(ctx, queries, Bucket("", lower, upper), report, lambda _s, ledger: ledger.rows > 0,
+                            stopping):
         rows = _read(ctx, queries.family, bucket)
         in_bucket = {_pair(ctx, row) for row in rows}
         keys_in_bucket = {key for key, _version in in_bucket}
@@ -172,11 +178,14 @@ def _tombstones(ctx: FlowContext, gone: list[tuple[str, str]], batch_id: str) ->
 
 
 def _narrowed(ctx: FlowContext, queries: BucketQueries, whole: Bucket, report: PassReport,
-              wanted: Callable[[Counts, Counts], bool]) -> Iterator[Bucket]:
+              wanted: Callable[[Counts, Counts], bool], stopping: Callable[[], bool]) -> Iterator[Bucket]:
     """The differing buckets worth reading (`wanted`), as narrow as the rules above make them."""
     pending = [(whole, 0)]
     leaf_rows = ctx.flow.batch_size
     while pending:
+        if stopping():
+            report.complete = False
+            return
         parent, level = pending.pop(0)
         width = queries.levels[level]
         with _on(ctx.flow.source):
