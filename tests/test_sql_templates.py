@@ -174,11 +174,11 @@ def _recover(scenario: Scenario) -> None:
                      {"at": "2023-01-01 06:00:00"})
         conn.execute(sa.text(f"DELETE FROM {work_order} WHERE work_order_id = 7"))
     mes.dispose()
-    scenario.results["reconcile"] = result = cli("reconcile", "-c", str(recover))
+    scenario.results["reconcile"] = result = cli("reconcile", "-c", str(recover), "--strict-privileges")
     assert "rows missing: 1, staged: 1" in result.output and "keys gone: 1, tombstones staged: 1" in result.output, \
         result.output
     scenario.results["backfill"] = cli("backfill", "-c", str(recover), "--flow", "work_orders", "--from", "2023-01-01",
-                                       "--to", "2023-01-03")
+                                       "--to", "2023-01-03", "--strict-privileges")
 
 
 EXERCISES["reconcile_source_buckets"] = _recover

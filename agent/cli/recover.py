@@ -18,7 +18,7 @@ import click
 import sqlalchemy as sa
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from agent import alerts, pipeline, recovery
+from agent import alerts, pipeline, privileges, recovery
 from agent.cli.common import config_option, console, errors, fail, load_or_exit, say
 from agent.config import RECONCILE_MARGIN, LoadedConfig, parse_duration
 from agent.connect import Systems
@@ -30,6 +30,17 @@ from agent.report import FAILED
 from agent.stopping import StopRequest
 
 DEFAULT_WINDOW = dt.timedelta(days=7)
+strict_option = click.option(
+    "--strict-privileges", is_flag=True,
+    help="Refuse to start (exit 4) when a login can do more than `sql grants` gives it (default: warn).")
+
+
+def _check_privileges(config: LoadedConfig, flow_name: str | None, strict: bool) -> None:
+    """As `run` does at start-up: the logins may do what the grants give, and no more."""
+    try:
+        privileges.startup_check(config, flow_name, strict)
+    except privileges.PrivilegeExcess as exc:
+        fail(str(exc), ExitCode.PRIVILEGES)
 
 
 @contextmanager
@@ -70,7 +81,8 @@ def _since(text: str | None) -> tuple[dt.timedelta | None, dt.datetime | None]:
 @click.option("--flow", "flow_name", help="Only this flow.")
 @click.option("--since", "since_text", help="Compare from this value of the first watermark column (2026-05-01T06:00:00), "
               "or this long below the watermark minus overlap (3d); default: the flow's reconcile.window (7d).")
-def reconcile_command(config_path: Path, flow_name: str | None, since_text: str | None) -> None:
+@strict_option
+def reconcile_command(config_path: Path, flow_name: str | None, since_text: str | None, strict_privileges: bool) -> None:
     """Stage what the polls missed (and tombstones for deleted keys, with `deletes: {detect: true}`); exit 0, 1 when a
     pass failed, 3 when a flow is halted on drift."""
     config = load_or_exit(config_path)
@@ -83,6 +95,7 @@ def reconcile_command(config_path: Path, flow_name: str | None, since_text: str 
     if window is not None and window > keep:
         fail(f"--since {since_text}: reaches further back than agent_ledger remembers (ledger.keep {config.model.ledger.keep} "
              f"less a day's margin); rows staged before then would be staged again", ExitCode.CONFIG)
+    _check_privileges(config, flow_name, strict_privileges)
     book = alerts.book_for(config)
     code = ExitCode.OK
     try:
@@ -145,7 +158,8 @@ def _short(delta: dt.timedelta) -> str:
 @click.option("--flow", "flow_name", required=True, help="The flow to backfill.")
 @click.option("--from", "lower_text", required=True, help="First value of the first watermark column (inclusive).")
 @click.option("--to", "upper_text", required=True, help="Last value of the first watermark column (inclusive).")
-def backfill_command(config_path: Path, flow_name: str, lower_text: str, upper_text: str) -> None:
+@strict_option
+def backfill_command(config_path: Path, flow_name: str, lower_text: str, upper_text: str, strict_privileges: bool) -> None:
     """Read a range of the flow's first watermark column again and stage what agent_ledger does not know, without
     moving the watermark; rerun the same command to resume after a crash."""
     config = load_or_exit(config_path)
@@ -153,6 +167,7 @@ def backfill_command(config_path: Path, flow_name: str, lower_text: str, upper_t
         config.flows(flow_name)
     except ConfigError as exc:
         fail("\n".join(exc.problems), ExitCode.CONFIG)
+    _check_privileges(config, flow_name, strict_privileges)
     stop = StopRequest()
     restore = stop.install_signal_handlers()
     try:
