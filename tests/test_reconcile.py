@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agent.contract import split_text, version_text
+from agent.recovery.buckets import Bucket, child
 from helpers import Pair, cli, make_pair, prepare_erp, write_config
 from service_support import wait_until
 from test_import_job import STAGING, add_audit_trigger, audited, create_mes_table, flow, query, start_agent, version
@@ -274,3 +278,21 @@ def test_the_running_agent_reconciles_and_detects_deletes_on_schedule(plant):
     assert staged_pairs(pair) - {version(4, at(4))} == source_pairs(pair, table)
     assert audited(pair) == Counter(dict.fromkeys(staged_pairs(pair) | staged_pairs(pair, "D"), 1))
     assert len([n for n in incident_files(folder) if "late_rows" in n and "resolved" not in n]) == 1
+
+
+# --- the pieces, without a database --------------------------------------------------------------------
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab|\\N ")), st.integers()), min_size=1, max_size=4))
+def test_a_key_text_splits_back_into_its_values(values):
+    assert split_text(version_text(tuple(values))) == [None if v is None else str(v) for v in values]
+
+
+def test_buckets_nest_from_a_year_down_to_a_second_and_clip_to_their_parent():
+    whole = Bucket("", dt.datetime(2025, 12, 30, 12), dt.datetime(2026, 1, 2))
+    assert child("2025", "timestamp", whole) == Bucket("2025", dt.datetime(2025, 12, 30, 12), dt.datetime(2026, 1, 1))
+    december = child("2025-12", "timestamp", Bucket("", dt.datetime(2025, 1, 1), dt.datetime(2027, 1, 1)))
+    assert (december.lower, december.upper) == (dt.datetime(2025, 12, 1), dt.datetime(2026, 1, 1))
+    second = child("2026-01-01T23:59:59", "timestamp", whole)
+    assert (second.lower_text, second.upper_text) == ("2026-01-01T23:59:59.000000", "2026-01-02T00:00:00.000000")
+    day = child("2026-02", "date", Bucket("", dt.date(2026, 1, 1), dt.date(2027, 1, 1)))
+    assert (day.lower, day.upper) == (dt.date(2026, 2, 1), dt.date(2026, 3, 1))
