@@ -15,7 +15,7 @@ from agent import dialects, source_query
 from agent.config.loaded import LoadedConfig, suggest
 from agent.config.basics import IDENTIFIER_PATTERN, NAME_PATTERN
 from agent.config.models import FlowConfig, SystemConfig, split_table
-from agent.config.recovery import RECONCILE_MARGIN
+from agent.config.interface import RECONCILE_MARGIN
 
 
 
