@@ -24,7 +24,11 @@ CONTROL_TYPES: dict[str, sa.types.TypeEngine[Any]] = {name: sa.String() for name
 CONTROL_COLUMN_PREFIX = "stg_"
 # The staging table's unique key: what makes a re-read row a duplicate.
 STAGING_UNIQUE_KEY = ("stg_flow", "stg_source_key", "stg_source_version")
-CHANGE_UPSERT = "U"  # stg_change of a new or changed source row ("D" is reserved for deletions)
+CHANGE_UPSERT = "U"  # stg_change of a new or changed source row
+CHANGE_DELETE = "D"  # stg_change of a tombstone: the source row's key disappeared (hard delete, agent/recovery)
+# A tombstone's stg_source_version: `D|` and the last version staged for the key. Deterministic, so the ledger's
+# unique key makes every tombstone exactly-once; it sorts after every timestamp or date version text ('D' > '9').
+TOMBSTONE_PREFIX = "D|"
 STATUS_PENDING = "PENDING"  # stg_status as written; the import job sets its own values
 
 KEY_TEXT_MAX = 256  # characters of stg_source_key
@@ -111,3 +115,30 @@ _FAST_TEXT: dict[type, Callable[[Any], str]] = {
     Decimal: lambda v: format(v, "f"),
     type(None): lambda v: NULL_TEXT,
 }
+
+
+def tombstone_version(last_version: str) -> str:
+    """stg_source_version of the tombstone written when the key whose last staged version was `last_version` is gone."""
+    return TOMBSTONE_PREFIX + last_version
+
+
+def split_text(text: str) -> list[str | None]:
+    """The values of a key or version text (version_text's inverse for text): unescaped, `\\N` as None."""
+    values: list[str | None] = []
+    raw, current, escaped = "", [], False
+    for char in text:
+        if escaped:
+            current.append(char if char in "|\\" else "\\" + char)
+            raw, escaped = raw + char, False
+        elif char == "\\":
+            raw, escaped = raw + char, True
+        elif char == "|":
+            values.append(None if raw == NULL_TEXT else "".join(current))
+            raw, current = "", []
+        else:
+            raw += char
+            current.append(char)
+    if escaped:
+        current.append("\\")
+    values.append(None if raw == NULL_TEXT else "".join(current))
+    return values

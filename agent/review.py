@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 
-from agent import dialects, source_query
+from agent import dialects, recovery, source_query
 from agent.config import ROW_GONE, FlowConfig, LoadedConfig, OutcomeConfig
 from agent.dialects import Dialect
 from agent.errors import ConfigError, SchemaMismatch
@@ -115,6 +115,14 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
     if not flow.rowversion:
         add(flow.source, source, "source_newest", f"health, after a poll: the newest {flow.watermark[0]} in the source "
             "(lag = it minus the staged watermark; only for a timestamp or date watermark)", newest_source_sql(source, flow))
+        families = recovery.families_of(_snapshot_types(config, flow)[0])  # `reconcile`, `deletes`, `backfill`
+        listed = {(s.template, s.sql) for s in found}
+        for role, template, purpose, sql, params in recovery.recovery_statements(name, flow, source, target, schema, families):
+            system, dialect = (flow.source, source) if role == "source" else (flow.target, target)
+            if (template, sql) in listed:  # the same read or watermark select as the polls': listed once
+                continue
+            found.append(Statement(system, dialect.name, template, purpose, sql,
+                                   tuple((p, params.get(p) or meanings(p)) for p in bind_names(sql))))
     return found
 
 

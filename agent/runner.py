@@ -31,7 +31,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from agent import alerts
+from agent import alerts, recovery
 from agent.alerts import kinds
 from agent.config import LoadedConfig, load_config
 from agent.connect import Systems
@@ -254,6 +254,7 @@ class Runner:
             if isinstance(job.func, FlowJob) and job.id not in plan.jobs:
                 job.func.gate = plan.gate  # unchanged flows: the new gate watches the new set of tables
         self.health.set_flows({name: flow.batch_size for name, flow in new.flows(self.only).items()})
+        recovery.sync_jobs(self.scheduler, new.flows(self.only), self.book)  # `reconcile:`/`deletes:` pass jobs
         old_gate, old_systems = self.gate, self.systems
         self.gate, self.systems, self.config, self.monitor.config = plan.gate, plan.systems, new, new
         if self.snapshot_watcher is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import ledger, pipeline
+from agent import ledger, pipeline, recovery
 from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems, known_passwords
 from agent.drift.gate import DriftGate
@@ -67,6 +68,7 @@ class FlowJob:
         self.trigger = trigger_for(config.model.flows[name])
         self.streak = FailureStreak(name, config.model.retry, known_passwords(config))
         self.last_outcome: str | None = None
+        self.poll_lock = threading.Lock()  # held by a poll; the delete pass holds it while it writes tombstones
 
     def _generation(self) -> object:
         return self.gate.generation(self.name) if isinstance(self.gate, DriftGate) else None
@@ -80,7 +82,7 @@ class FlowJob:
     def __call__(self) -> FlowReport | None:
         if self.streak.waiting() or self.stopping():
             return None
-        with self.in_flight:
+        with self.in_flight, self.poll_lock:
             report = self._poll()
         if report.outcome == FAILED:
             self.streak.failed(report)
@@ -161,6 +163,7 @@ def build_scheduler(
                           next_run_time=_now(scheduler))
         scheduler.add_job(_prune_ledgers, IntervalTrigger(seconds=config.model.ledger.prune_every.total_seconds()),
                           args=(config, scheduler), id=LEDGER_JOB, name="ledger prune", next_run_time=_now(scheduler))
+        recovery.sync_jobs(scheduler, flows, monitor.book)  # `reconcile:` and `deletes:` passes, per flow
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 

@@ -32,14 +32,33 @@ def write_batch(
     new_position: tuple[Any, ...],
     record: BatchReport,
 ) -> Watermark:
-    """Everything of one batch on the caller's transaction; returns the advanced watermark."""
-    record.rows_written = insert_new_rows(conn, dialect, staging, control, batch.rows, record.batch_id)
-    record.rows_duplicate = len(batch.rows) - record.rows_written
-    record.rows_quarantined = insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
+    """Everything of one batch on the caller's transaction; returns the advanced watermark. `position` is the flow's
+    live watermark, or a backfill's own position (`<flow>#backfill`, agent/recovery/backfill.py)."""
+    stage_rows(conn, dialect, staging, control, batch, record)
     advanced = watermark.advance(conn, dialect, control, position, new_position, report.utc_now())
     record.watermark_after = advanced.describe()
     report.record_batch(conn, dialect, control, record)
     return advanced
+
+
+def write_side_batch(
+    conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, batch: MappedBatch,
+    record: BatchReport,
+) -> None:
+    """A batch that moves no watermark (rows a reconcile pass found missing, tombstones), on the caller's transaction:
+    the same ledger, staging and quarantine statements as every batch, and its agent_run row."""
+    stage_rows(conn, dialect, staging, control, batch, record)
+    report.record_batch(conn, dialect, control, record)
+
+
+def stage_rows(
+    conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, batch: MappedBatch,
+    record: BatchReport,
+) -> None:
+    """Ledger entries and staging rows for what was not staged before, quarantine rows; counts into `record`."""
+    record.rows_written = insert_new_rows(conn, dialect, staging, control, batch.rows, record.batch_id)
+    record.rows_duplicate = len(batch.rows) - record.rows_written
+    record.rows_quarantined = insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
 
 
 _STAGED_AT: dict[str, sa.types.TypeEngine[Any]] = {"staged_at": sa.DateTime()}

@@ -1,8 +1,8 @@
 """The incidents of the long-running agent besides drift, as values for the IncidentBook (plain words, like the drift report).
 
 Each says what happened, where (flow, system, table), since when, and what to do next; its resolution says
-when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`; the ERP's import
-errors are in import_errors.py (`import_errors:<flow>:<row>`).
+when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`, `late_rows:<flow>`;
+the ERP's import errors are in import_errors.py (`import_errors:<flow>:<row>`).
 """
 
 from __future__ import annotations
@@ -168,6 +168,44 @@ def config_rejected(config: Path, problems: list[str], at: dt.datetime) -> Incid
         data={"event": "opened", "kind": "config_rejected", "config": str(config), "problems": problems,
               "since": _iso(at)},
     )
+
+
+def late_rows(flow: str, system: str, table: str, staging: str, missing: int, staged: int, quarantined: int,
+              first: str, last: str, column: str, overlap: dt.timedelta, at: dt.datetime, config: Path) -> Incident:
+    """A reconcile pass found rows the polls had missed: they committed after the overlap window had passed them."""
+    body = "\n".join([
+        f"LATE ROWS RECOVERED: {flow}",
+        f"Reconciliation found {missing} row{'s' if missing != 1 else ''} of flow {flow} ({table} on system {system}) "
+        f"that no poll had staged, at {utc(at)}; {staged} staged into {staging}, {quarantined} quarantined.",
+        f"Their {column} values ({first} .. {last}) were already more than overlap = {_duration(overlap)} behind the "
+        "flow's watermark when they committed: the MES committed them later than the overlap window allows, so the",
+        "overlap is too short for this MES.",
+        "",
+        "What to do:",
+        f"  1. Raise `overlap:` of flow {flow} above the longest time an MES transaction runs between stamping "
+        f"{column} and committing.",
+        "  2. Keep `reconcile:` on for the flow: it catches what the overlap misses. Run a pass by hand with:",
+        f"       mes-erp-agent reconcile -c {config} --flow {flow}",
+        "  3. Nothing was lost or staged twice; this incident resolves when a reconcile pass finds nothing missing.",
+    ])
+    return Incident(
+        kind="late_rows", key=f"late_rows:{flow}", title=f"Flow {flow}: {missing} late rows recovered (overlap too short)",
+        body=body, opened_at=at, flow=flow, system=system, table=table,
+        data={"event": "opened", "kind": "late_rows", "flow": flow, "system": system, "table": table,
+              "rows_missing": missing, "rows_staged": staged, "rows_quarantined": quarantined, "first": first,
+              "last": last, "overlap_seconds": overlap.total_seconds(), "since": _iso(at)},
+    )
+
+
+def late_rows_resolved(incident: Incident, at: dt.datetime) -> Resolved:
+    body = "\n".join([
+        f"NO LATE ROWS: {incident.flow}",
+        f"A reconcile pass of flow {incident.flow} found nothing missing at {utc(at)}; late rows had been recovered "
+        f"since {utc(incident.opened_at)}.",
+        "Nothing more to do; the agent alerts again if it happens again.",
+    ])
+    return Resolved(incident.key, f"Flow {incident.flow}: no late rows", body,
+                    {"event": "resolved", "kind": "late_rows", "flow": incident.flow, "resolved_at": _iso(at)}, at)
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -17,6 +17,7 @@ from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
 from agent.cli.ledger import ledger_group
 from agent.cli.outcomes import outcomes
+from agent.cli.recover import backfill_command, reconcile_command
 from agent.cli.run import run
 from agent.cli.service import service_group
 from agent.cli.sql import render_sql, sql_group
@@ -59,7 +60,7 @@ def check_config(config_path: Path) -> None:
 
 
 for command in (sql_group, run, status, outcomes, demo, snapshot_command, drift_command, render_sql, ledger_group,
-                service_group):
+                service_group, reconcile_command, backfill_command):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -43,13 +43,13 @@ class CommandFailed(Exception):
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
-    errors.print(message, markup=False, highlight=False, soft_wrap=True)
+    errors.print(message, markup=False, highlight=False, soft_wrap=True, emoji=False)  # `file:100:` is not an emoji
     sys.exit(int(code))
 
 
 def say(message: str) -> None:
     """A line on standard output, exactly as given (no rich markup or highlighting)."""
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
+    console.print(message, markup=False, highlight=False, soft_wrap=True, emoji=False)
 
 
 def load_or_exit(path: Path) -> LoadedConfig:

@@ -13,6 +13,7 @@ from agent.config.loaded import LoadedConfig, suggest
 from agent.config.loader import ENV_REFERENCE, load_config
 from agent.config.basics import IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, Duration, Model, parse_duration
 from agent.config.interface import AGENT_LAYOUT_OUTCOME, ROW_GONE, LedgerConfig, OutcomeConfig
+from agent.config.interface import RECONCILE_MARGIN, DeletesConfig, ReconcileConfig
 from agent.config.models import (
     CONTROL_COLUMN_PREFIX, PASSWORD_PLACEHOLDER, AgentConfig, AlertsConfig, ColumnMapping, EmailAlertConfig, FlowConfig,
     FlowRetry, GrantsConfig, HttpConfig, Schedule, SnapshotsConfig, SystemConfig, check_login, check_placeholder,
@@ -27,10 +28,12 @@ __all__ = [
     "MAX_DURATION",
     "NAME_PATTERN",
     "PASSWORD_PLACEHOLDER",
+    "RECONCILE_MARGIN",
     "ROW_GONE",
     "AgentConfig",
     "AlertsConfig",
     "ColumnMapping",
+    "DeletesConfig",
     "Duration",
     "EmailAlertConfig",
     "FlowConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "LoadedConfig",
     "Model",
     "OutcomeConfig",
+    "ReconcileConfig",
     "Schedule",
     "SnapshotsConfig",
     "SystemConfig",

@@ -15,6 +15,7 @@ from agent import dialects, source_query
 from agent.config.loaded import LoadedConfig, suggest
 from agent.config.basics import IDENTIFIER_PATTERN, NAME_PATTERN
 from agent.config.models import FlowConfig, SystemConfig, split_table
+from agent.config.interface import RECONCILE_MARGIN
 
 
 
@@ -55,16 +56,56 @@ def cross_check(loaded: LoadedConfig) -> list[str]:
         if flow.overlap and flow.overlap.total_seconds() < 0:
             problems.append(f"{loaded.where(*at, 'overlap')}: overlap cannot be negative")
         problems.extend(_check_ledger_keep(loaded, name, flow))
+        problems.extend(_check_recovery(loaded, name, flow))
     return problems
 
 
 def _check_ledger_keep(loaded: LoadedConfig, name: str, flow: FlowConfig) -> list[str]:
-    """agent_ledger must remember a staged row for as long as a poll can read it again."""
+    """agent_ledger must remember a staged row for as long as a poll (or a reconcile pass) can read it again."""
     keep, window = loaded.model.ledger.keep, flow.overlap + flow.lag
+    if flow.reconcile is not None:
+        reconciled = window + flow.reconcile.window + RECONCILE_MARGIN
+        if keep > reconciled:
+            return []
+        return [f"{loaded.where('ledger', 'keep')}: `ledger: {{keep: ...}}` ({keep}) must be longer than flow {name}'s "
+                f"reconcile window plus overlap plus lag plus a day's margin for the MES clock ({reconciled}), or rows "
+                "the reconcile pass compares would no longer be known as staged and would be staged again; raise "
+                "`keep:` or shorten `reconcile: {window: ...}`"]
     if keep > window:
         return []
     return [f"{loaded.where('ledger', 'keep')}: `ledger: {{keep: ...}}` ({keep}) must be longer than flow {name}'s "
             f"overlap plus lag ({window}), or rows it re-reads would no longer be known as staged; raise `keep:`"]
+
+
+def _check_recovery(loaded: LoadedConfig, name: str, flow: FlowConfig) -> list[str]:
+    """`reconcile:` and `deletes:` compare buckets of a timestamp watermark; a vendor table needs a delete mapping."""
+    problems = []
+    for key in ("reconcile", "deletes"):
+        if getattr(flow, key) is not None and flow.rowversion:
+            problems.append(f"{loaded.where('flows', name, key)}: `{key}:` compares buckets of the first watermark "
+                            f"column's time, but flow {name} has a rowversion watermark; remove `{key}:`")
+    deletes = flow.deletes
+    if deletes is None:
+        return problems
+    where = loaded.where("flows", name, "deletes")
+    if deletes.detect and flow.vendor_layout and not deletes.constants:
+        problems.append(f"{where}: flow {name} writes the ERP vendor's interface table (layout: vendor), which has no "
+                        "stg_change column to mark a deletion: say how its import job recognises one with "
+                        "`deletes: {detect: true, constants: {COLUMN: value}}` (e.g. a transaction type), or remove "
+                        "`detect: true`")
+    if deletes.detect:
+        for column, mapping in flow.columns.items():
+            if (mapping.required and mapping.source not in flow.key and mapping.default is None
+                    and column not in deletes.constants):
+                problems.append(f"{where}: flow {name}'s tombstones fill only the columns that come from the key, "
+                                f"constants and defaults, but staging column `{column}` is `required: true` (NOT NULL); "
+                                f"give it a `default:` or a value under `deletes: {{constants: {{{column}: ...}}}}`")
+    for column in deletes.constants:
+        if column not in flow.columns:
+            problems.append(f"{loaded.where('flows', name, 'deletes', 'constants', column)}: `{column}` is not a staging "
+                            f"column under flow {name}'s `columns:`; a tombstone writes only those"
+                            f"{suggest(column, flow.columns)}")
+    return problems
 
 
 def _check_staging_target(

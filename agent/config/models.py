@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from agent.config.basics import (
     IDENTIFIER_PATTERN, Duration, FilePath, Model,
 )
-from agent.config.interface import AGENT_LAYOUT_OUTCOME, LedgerConfig, OutcomeConfig
+from agent.config.interface import AGENT_LAYOUT_OUTCOME, DeletesConfig, LedgerConfig, OutcomeConfig, ReconcileConfig
 from agent.contract import CONTROL_COLUMN_PREFIX
 from agent.dialects import parse_any_type
 from agent.types import ColumnType
@@ -162,6 +162,9 @@ class FlowConfig(Model):
     reference: str | None = None
     # How the ERP reports its import outcome (agent/config/interface.py); the stg_* layout needs none.
     outcome: OutcomeConfig | None = None
+    # Recovery passes (agent/config/interface.py, agent/recovery): reconciliation past the overlap window, hard-delete tombstones.
+    reconcile: ReconcileConfig | None = None
+    deletes: DeletesConfig | None = None
 
     @model_validator(mode="after")
     def _table_or_query(self) -> FlowConfig:

@@ -67,6 +67,9 @@ class Dialect:
     # Integer column types, narrowest first: (native type, lowest value, highest value). render_type picks the
     # first that holds every value of a column type, and validation enforces the range of the one it picked.
     integer_types: ClassVar[tuple[tuple[str, int, int], ...]] = ()
+    # Column families whose canonical text (contract.version_text, as stg_source_key/stg_source_version hold it)
+    # reconcile_source_buckets.sql renders in SQL, so both databases checksum the same text (naive timestamps only).
+    canonical_families: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, sa_dialect: sa.engine.Dialect | None = None):
         if sa_dialect is None:

@@ -27,6 +27,7 @@ class MSSQLDialect(Dialect):
     supports_rowversion_watermark = True
     derived_table_allows_with = False
     sqlglot_name = "tsql"
+    canonical_families = frozenset(("integer", "decimal", "text", "timestamp", "date"))
     type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("tinyint", "smallint", "int", "bigint"), "integer"),
         **dict.fromkeys(("decimal", "numeric", "money", "smallmoney"), "decimal"), **dict.fromkeys(("float", "real"), "float"),

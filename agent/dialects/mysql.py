@@ -66,6 +66,7 @@ class MySQLDialect(Dialect):
     schema_is_database = True
     case_insensitive_columns = True
     sqlglot_name = "mysql"
+    canonical_families = frozenset(("integer", "decimal", "text", "timestamp", "date"))
     type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), "integer"),
         **dict.fromkeys(("decimal", "numeric"), "decimal"), **dict.fromkeys(("float", "double", "real"), "float"),

@@ -20,6 +20,7 @@ class PostgreSQLDialect(Dialect):
     default_protected_schemas = ("public", "pg_catalog", "information_schema")
     folds_unquoted_to_lower = True
     sqlglot_name = "postgres"
+    canonical_families = frozenset(("integer", "decimal", "text", "timestamp", "date", "boolean"))
     type_families: ClassVar[dict[str, str]] = {
         **dict.fromkeys(("int2", "int4", "int8"), "integer"), "numeric": "decimal", "money": "decimal",
         **dict.fromkeys(("float4", "float8"), "float"), **dict.fromkeys(("varchar", "bpchar", "text", "name", "citext"), "text"),

@@ -7,10 +7,13 @@ before `sql ddl --apply` made it) is left out, and a pooled connection made with
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import URL
 
 from agent.dialects.type_names import TypeName, TypeNames
@@ -32,6 +35,7 @@ class SQLiteDialect(Dialect):
     case_insensitive_columns = True
     has_logins = False
     sqlglot_name = "sqlite"
+    canonical_families = frozenset(("integer", "text", "timestamp", "date"))
     # As TEXT (below): SQLite's NUMERIC affinity would keep only 15 significant digits.
     holds_unbounded_decimal = True
     integer_types = (("INTEGER", -(2**63), 2**63 - 1),)
@@ -109,6 +113,9 @@ class SQLiteDialect(Dialect):
     def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
         # Let SQLAlchemy, not pysqlite, manage transactions (pysqlite's implicit BEGIN breaks isolation).
         dbapi_connection.isolation_level = None
+        # SQLite has no hash function and keeps timestamps as text: the reconcile templates call these (in-process).
+        dbapi_connection.create_function("mea_hash32", 1, hash32, deterministic=True)
+        dbapi_connection.create_function("mea_canonical", 2, canonical_text, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA busy_timeout = 30000")
@@ -119,6 +126,32 @@ class SQLiteDialect(Dialect):
                 cursor.execute("ATTACH DATABASE ? AS " + _quote(schema), (target,))
         finally:
             cursor.close()
+
+
+_DATETIME = sa_sqlite.DATETIME().result_processor(sa_sqlite.dialect(), None)
+_DATE = sa_sqlite.DATE().result_processor(sa_sqlite.dialect(), None)
+
+
+def hash32(text: str | None) -> int | None:
+    """The first 32 bits of the MD5 of the UTF-8 text, as the other dialects' templates compute them."""
+    if text is None:
+        return None
+    return int.from_bytes(hashlib.md5(str(text).encode("utf-8")).digest()[:4], "big")
+
+
+def canonical_text(value: Any, family: str) -> str | None:
+    """contract.version_text of one stored value as the agent reads it (SQLAlchemy's SQLite conversions); None for
+    NULL (the template writes `\\N`)."""
+    if value is None:
+        return None
+    if family == "timestamp" and isinstance(value, str) and _DATETIME is not None:
+        moment = _DATETIME(value)
+        return moment.isoformat(timespec="microseconds") if moment is not None else None
+    if family == "date" and isinstance(value, str) and _DATE is not None:
+        day = _DATE(value)
+        return None if day is None else (day.date() if isinstance(day, dt.datetime) else day).isoformat()
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|") if family == "text" else text
 
 
 def _quote(identifier: str) -> str:
