@@ -3,7 +3,8 @@
 The configured flows decide every grant: SELECT on exactly the source columns a flow reads (its `table:`
 columns, or every column its custom query mentions, in joins and filters too), SELECT and INSERT on its
 staging table (UPDATE only on the columns a flow's `resubmit:` sets), the control tables (UPDATE only on
-agent_watermark, DELETE only on agent_ledger, for pruning), the temporary-table right of the batch table.
+agent_watermark and on agent_quarantine's replay columns, DELETE only on agent_ledger, for pruning), the
+temporary-table right of the batch table.
 Identifiers come from validated configuration and are quoted by the dialect; the password is a placeholder,
 and a placeholder equal to the configured password is refused.
 """

@@ -176,10 +176,14 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("mes", "privilege_check"), ("mes", "catalog"), ("mes", "server_version"),
         ("erp", "watermark_select"), ("mes", "server_time"), ("mes", "read_batch"), ("mes", "read_batch"),
         ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"),
-        ("erp", "ledger_insert"), ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"), ("erp", "watermark_insert"),
-        ("erp", "watermark_update"), ("erp", "run_insert"), ("erp", "ledger_newest"), ("erp", "ledger_prune"),
-        ("mes", "source_newest"),
+        ("erp", "ledger_insert"), ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "quarantine_insert"),
+        ("erp", "watermark_insert"), ("erp", "watermark_update"), ("erp", "run_insert"), ("erp", "ledger_newest"),
+        ("erp", "ledger_prune"), ("mes", "source_newest"),
         ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "status_backlog"), ("erp", "status_quarantine"),
+        ("erp", "quarantine_list"), ("erp", "replay_pending"), ("erp", "replay_ledger_versions"),
+        ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"), ("erp", "ledger_insert"),
+        ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "replay_mark"), ("erp", "replay_reason"),
+        ("erp", "run_insert"),
     ]
     assert ("-- 4. read, cursor after: every next batch: rows strictly after the last row read (keyset)\n"
             "--    system mes (mssql), template sql/mssql/read_batch.sql\n"
@@ -235,6 +239,7 @@ def statements_of(script: str) -> list[str]:
         'GRANT SELECT, INSERT, UPDATE ON TABLE "staging"."agent_watermark" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_run" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
+        'GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
         'GRANT SELECT, INSERT, DELETE ON TABLE "staging"."agent_ledger" TO "erp_agent";',
     ]),
     ("mysql", [
@@ -247,6 +252,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE ON `staging`.`agent_watermark` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_run` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
+        "GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT, DELETE ON `staging`.`agent_ledger` TO 'erp_agent'@'%';",
     ]),
     ("mssql", [
@@ -263,6 +269,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON [staging].[agent_watermark] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_run] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_quarantine] TO [erp_agent];",
+        "GRANT UPDATE ON [staging].[agent_quarantine] (reason, replayed_at, replay_batch_id, replay_outcome) TO [erp_agent];",
         "GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON [staging].[agent_ledger] TO [erp_agent];",
     ]),
     ("sqlite", [], []),

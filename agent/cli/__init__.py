@@ -16,6 +16,7 @@ from agent.cli.common import config_option, console, fail, load_or_exit
 from agent.cli.demo import demo
 from agent.cli.drift import drift_command, snapshot_command
 from agent.cli.ledger import ledger_group
+from agent.cli.quarantine import quarantine_group
 from agent.cli.run import run
 from agent.cli.sql import render_sql, sql_group
 from agent.cli.status import status
@@ -56,7 +57,7 @@ def check_config(config_path: Path) -> None:
     )
 
 
-for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql, ledger_group):
+for command in (sql_group, run, status, demo, snapshot_command, drift_command, render_sql, ledger_group, quarantine_group):
     main.add_command(command)
 
 __all__ = ["main"]

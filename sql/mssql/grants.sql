@@ -7,7 +7,8 @@
 --               those tables, so the drift check sees their full definition.
 --   ERP writes: SELECT and INSERT on each staging table (SELECT to read the import outcome;
 --               UPDATE only on a flow's declared `resubmit:` columns); SELECT and
---               INSERT on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
+--               INSERT on agent_run and agent_quarantine (append-only; UPDATE only on agent_quarantine's replay
+--               columns reason, replayed_at, replay_batch_id, replay_outcome: `quarantine replay`); SELECT, INSERT and UPDATE on
 --               agent_watermark (one row per flow, moved forward); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
@@ -34,5 +35,6 @@ GRANT UPDATE ON {{ t.table }} ({{ t.update_columns | join(', ') }}) TO {{ login 
 GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
+GRANT UPDATE ON {{ control.quarantine }} (reason, replayed_at, replay_batch_id, replay_outcome) TO {{ login }};
 GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
 {% endif %}

@@ -6,6 +6,8 @@
 --   MES reads:  USAGE on the source schemas; SELECT on exactly the columns the flows read.
 --   ERP writes: USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to read the
 --               import outcome; UPDATE only on a flow's declared `resubmit:` columns); SELECT and INSERT on agent_run and agent_quarantine (append-only);
+--               UPDATE on agent_quarantine's replay columns only (reason, replayed_at, replay_batch_id,
+--               replay_outcome: `quarantine replay` marks a row replayed, or updates the reason of one that still fails);
 --               SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved forward);
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
@@ -36,5 +38,6 @@ GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON TABLE {{ t.table }} TO {{ 
 GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
+GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
 {% endif %}
