@@ -2,8 +2,9 @@
 
 The configured flows decide every grant: SELECT on exactly the source columns a flow reads (its `table:`
 columns, or every column its custom query mentions, in joins and filters too), SELECT and INSERT on its
-staging table (UPDATE only on the columns a flow's `resubmit:` sets; SELECT on an `error_table:`), the control tables (UPDATE only on
-agent_watermark, DELETE only on agent_ledger, for pruning), the temporary-table right of the batch table.
+staging table (UPDATE only on the columns a flow's `resubmit:` sets; SELECT on an `error_table:`), the control
+tables (UPDATE only on agent_watermark and on agent_quarantine's replay columns, DELETE only on agent_ledger, for
+pruning), the temporary-table right of the batch table.
 A system can be the source of some flows and the target of others (MES -> ERP confirmations, ERP -> MES
 released orders): its login then gets both, the reads for the flows it is the source of and the staging writes
 for the flows it is the target of, and nothing else. Identifiers come from validated configuration and are

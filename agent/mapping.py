@@ -11,13 +11,13 @@ a value is converted to that type first, then to the live one: it must satisfy b
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from agent import row_json
 from agent.config import ColumnMapping, FlowConfig
 from agent.contract import CHANGE_UPSERT, KEY_TEXT_MAX, VERSION_TEXT_MAX, version_text
 from agent.types import ColumnType, integer_range
@@ -42,7 +42,7 @@ class Rejected(Exception):
 class QuarantinedRow:
     source_key: str
     source_version: str
-    source_row: str  # JSON of the source row
+    source_row: str  # JSON of the source row (agent/row_json.py)
     reason: str
 
 
@@ -107,7 +107,7 @@ class RowMapper:
         return MappedBatch(mapped, quarantined)
 
     def _row_json(self, row: tuple[Any, ...]) -> str:
-        return json.dumps(dict(zip(self.source_columns, row, strict=True)), default=_json_value, sort_keys=False)
+        return row_json.encode(self.source_columns, row)  # reads back with the values' types (quarantine replay)
 
 
 def _json_value(value: Any) -> Any:

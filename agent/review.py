@@ -85,20 +85,8 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
     for cursor in ("start", "after", *(("from",) if flow.overlap else ())):
         add(flow.source, source, "read_batch", f"read, cursor {cursor}: {_CURSORS[cursor]}",
             read_sql(source, flow, source_sql, cursor, bool(flow.lag)))
-    staging = _staging_names(name, flow, schema)
-    context = batch_context(target, staging, control)
     batch = "each batch, one ERP transaction"
-    add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left",
-        target.render("drop_batch_table", **context))
-    add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table",
-        target.render("create_batch_table", **context))
-    add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
-        target.load_batch_sql(context["batch_table"], staging.insert_columns))
-    add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
-        "skipped, whatever the import job did to the staging rows)", target.render("ledger_insert", **context))
-    add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded",
-        target.render("write_staging", **context))
-    add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table", target.render("drop_batch_table", **context))
+    _write_statements(add, name, flow, target, schema, batch)
     add(flow.target, target, "quarantine_insert", f"{batch}: rows that failed mapping, with the reason",
         target.render("quarantine_insert", quarantine_table=control.quarantine))
     add(flow.target, target, "watermark_insert", f"{batch}: the flow's first watermark",
@@ -123,6 +111,66 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
                 continue
             found.append(Statement(system, dialect.name, template, purpose, sql,
                                    tuple((p, params.get(p) or meanings(p)) for p in bind_names(sql))))
+    return found
+
+
+def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: str, flow: FlowConfig, target: Dialect,
+                      schema: str, batch: str) -> None:
+    """The write path of one batch (write.insert_new_rows): batch table, ledger entries, staging rows."""
+    control = ControlTables.in_schema(target, schema)
+    staging = _staging_names(name, flow, schema)
+    context = batch_context(target, staging, control)
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left",
+        target.render("drop_batch_table", **context))
+    add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table",
+        target.render("create_batch_table", **context))
+    add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
+        target.load_batch_sql(context["batch_table"], staging.insert_columns))
+    add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
+        "skipped, whatever the import job did to the staging rows)", target.render("ledger_insert", **context))
+    add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded",
+        target.render("write_staging", **context))
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table", target.render("drop_batch_table", **context))
+
+
+def quarantine_statements(config: LoadedConfig, name: str) -> list[Statement]:
+    """What `mes-erp-agent quarantine list` and `quarantine replay` run for one flow (replay never reads the MES
+    rows again, nor the watermark: it maps the source rows agent_quarantine stored)."""
+    flow = config.model.flows[name]
+    target = system_dialect(config, flow.target)
+    schema = config.model.systems[flow.target].staging_schema or ""
+    control = ControlTables.in_schema(target, schema)
+    general = _meanings(name, flow)
+    meanings = {
+        "batch_size": f"{flow.batch_size} (batch_size: quarantined rows per replay page)",
+        "after_id": "the last quarantine_id of the previous page (0 at first)",
+        "source_key": "the key of a quarantined row that maps now",
+        "quarantine_id": "the quarantined row's id",
+        "replayed_at": "now (UTC)",
+        "replay_outcome": "'staged', or 'superseded' (a newer version of the key is staged)",
+        "reason": "why the row still fails, with the current mapping",
+        "batch_id": "the replay page's batch id (agent_run.batch_id, stg_batch_id)",
+        "rows_duplicate": "rows of the page the ledger already had (staged by the running agent or another replay)",
+    }
+    found: list[Statement] = []
+
+    def add(system: str, dialect: Dialect, template: str, purpose: str, sql: str) -> None:
+        params = tuple((p, meanings.get(p) or general(p)) for p in bind_names(sql))
+        found.append(Statement(system, dialect.name, template, purpose, sql, params))
+
+    def render(template: str) -> str:
+        return target.render(template, quarantine_table=control.quarantine, ledger_table=control.ledger)
+
+    add(flow.target, target, "quarantine_list", "`quarantine list`: the flow's quarantined rows", render("quarantine_list"))
+    add(flow.target, target, "replay_pending", "`quarantine replay`: the next page of rows not replayed yet",
+        render("replay_pending"))
+    add(flow.target, target, "replay_ledger_versions", "`quarantine replay`, per row that maps now: the versions of its "
+        "key already staged (an older version is never staged after a newer one)", render("replay_ledger_versions"))
+    page = "`quarantine replay`, each page, one ERP transaction"
+    _write_statements(add, name, flow, target, schema, page)
+    add(flow.target, target, "replay_mark", f"{page}: mark the rows staged or superseded", render("replay_mark"))
+    add(flow.target, target, "replay_reason", f"{page}: the new reason of a row that still fails", render("replay_reason"))
+    add(flow.target, target, "run_insert", f"{page}: its agent_run row", target.render("run_insert", run_table=control.run))
     return found
 
 
@@ -228,6 +276,7 @@ def render_sql_text(config: LoadedConfig, only: str | None = None) -> str:
         if outcomes:
             parts += _section(f"import outcomes, flow {name}: the running agent's check and `mes-erp-agent outcomes`",
                               outcomes)
+        parts += _section(f"`mes-erp-agent quarantine list|replay`, flow {name}", quarantine_statements(config, name))
     return "\n".join(parts) + "\n"
 
 
@@ -380,4 +429,4 @@ def ddl_for_dialect(config: LoadedConfig, system: str, dialect_name: str) -> lis
     problems = unbounded_decimal_problems(config, dialect, tables)
     if problems:
         raise SchemaMismatch("\n".join(problems))
-    return ddl_statements(dialect, schema, tables) + vendor_table_notes(tables)
+    return ddl_statements(dialect, schema, tables, quarantine_upgrade=None) + vendor_table_notes(tables)

@@ -13,14 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from agent.config import FlowConfig, LoadedConfig
 from agent.dialects import Dialect
-from agent.contract import ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TYPES, LAYOUT_AGENT, LAYOUT_VENDOR, ControlTables
+from agent.contract import (
+    ALL_CONTROL_COLUMNS, CONTROL_COLUMNS, CONTROL_TYPES, LAYOUT_AGENT, LAYOUT_VENDOR, QUARANTINE_TABLE, ControlTables,
+)
 from agent.mapping import staging_type
-from agent.read import SourceColumn
+from agent.read import SourceColumn, describe_source_table
 from agent.types import ColumnType, to_sqlalchemy
 
+REPLAYED_AT = "replayed_at"  # the first of agent_quarantine's replay columns (`quarantine replay`)
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,12 @@ def vendor_table_notes(tables: list[StagingTable]) -> list[str]:
     ]
 
 
-def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) -> list[str]:
+def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable],
+                   quarantine_upgrade: bool | None = False) -> list[str]:
     """CREATE statements for the staging schema, the control tables and each agent-layout staging table, in order
-    (vendor-layout tables are the vendor's: `vendor_table_notes` says so)."""
+    (vendor-layout tables are the vendor's: `vendor_table_notes` says so). `quarantine_upgrade`: True adds the replay
+    columns to an agent_quarantine made before them (`needs_quarantine_upgrade`); None (not known: no connection)
+    prints that ALTER as a note."""
     statements = []
     schema_sql = dialect.render("ddl_schema", schema=dialect.quote(schema), schema_name=schema)
     if schema_sql:
@@ -152,6 +159,14 @@ def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) ->
             ledger_index=dialect.quote("ix_agent_ledger_flow_staged"),
         )
     )
+    if quarantine_upgrade is not False:
+        upgrade = dialect.render("ddl_quarantine_upgrade", quarantine_table=control.quarantine)
+        if quarantine_upgrade:
+            statements += dialect.split_script(upgrade)
+        else:
+            statements.append("\n".join(
+                [f"-- Upgrade: if {schema}.{QUARANTINE_TABLE} was made by a version before `quarantine replay` (it has no "
+                 "replayed_at column), run once:"] + [f"--   {line}" for line in upgrade.splitlines()]))
     for table in tables:
         if table.vendor:
             continue
@@ -176,6 +191,12 @@ def ddl_statements(dialect: Dialect, schema: str, tables: list[StagingTable]) ->
             staging_name=f"{schema}.{table.name}",
         ))
     return statements
+
+
+def needs_quarantine_upgrade(engine: Engine, schema: str) -> bool:
+    """True when the live agent_quarantine exists without the replay columns (made before `quarantine replay`)."""
+    live = describe_source_table(engine, schema, QUARANTINE_TABLE)
+    return bool(live) and REPLAYED_AT not in live
 
 
 def check_staging_columns(table: StagingTable, live: dict[str, SourceColumn], system: str) -> list[str]:

@@ -230,3 +230,26 @@ def test_no_script_holds_a_real_password(setup):
     assert "the password placeholder is the login's real password" in result.output
     result = cli("sql", "grants", "-c", str(agent_config), "--system", "erp")
     assert result.exit_code == 0 and real not in result.output and "CHANGE_ME" in result.output
+
+
+def test_the_privilege_check_allows_update_only_on_the_quarantine_replay_columns(setup):
+    kind, pair = setup.kind, setup.pair
+    quarantine = f"{pair.staging_schema}.agent_quarantine"
+    login = f'"{setup.login}"' if kind == "postgresql" else f"'{setup.login}'@'%'"
+    q = '"' if kind == "postgresql" else "`"
+    on = "ON TABLE " if kind == "postgresql" else "ON "
+    assert (f"GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) {on}{q}{pair.staging_schema}{q}."
+            f"{q}agent_quarantine{q} TO {login};") in setup.scripts["erp"].splitlines()
+    run_script(pair.erp_url, f"GRANT UPDATE (source_row) {on}{quarantine} TO {login}")
+    try:
+        config = load_config(setup.agent_config)
+        systems = Systems(config)
+        try:
+            (erp,) = [r for r in privileges.check(config, systems) if r.system == "erp"]
+        finally:
+            systems.dispose()
+    finally:
+        run_script(pair.erp_url, f"REVOKE UPDATE (source_row) {on}{quarantine} FROM {login}")
+    expected = (("may delete, truncate or update in the staging schema", quarantine) if kind == "postgresql"
+                else ("column privilege", f"{quarantine}.source_row: UPDATE"))
+    assert [(f.finding, f.object_name) for f in erp.findings] == [expected]

@@ -185,6 +185,10 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("erp", "ledger_oldest"), ("mes", "reconcile_source_keys"), ("mes", "source_count"),
         ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "outcome_counts"), ("erp", "status_quarantine"),
         ("erp", "outcome_errors"),
+        ("erp", "quarantine_list"), ("erp", "replay_pending"), ("erp", "replay_ledger_versions"),
+        ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"), ("erp", "ledger_insert"),
+        ("erp", "write_staging"), ("erp", "drop_batch_table"), ("erp", "replay_mark"), ("erp", "replay_reason"),
+        ("erp", "run_insert"),
     ]
     assert ("-- 4. read, cursor after: every next batch: rows strictly after the last row read (keyset)\n"
             "--    system mes (mssql), template sql/mssql/read_batch.sql\n"
@@ -240,6 +244,7 @@ def statements_of(script: str) -> list[str]:
         'GRANT SELECT, INSERT, UPDATE ON TABLE "staging"."agent_watermark" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_run" TO "erp_agent";',
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
+        'GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
         'GRANT SELECT, INSERT, DELETE ON TABLE "staging"."agent_ledger" TO "erp_agent";',
     ]),
     ("mysql", [
@@ -252,6 +257,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE ON `staging`.`agent_watermark` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_run` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
+        "GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT, DELETE ON `staging`.`agent_ledger` TO 'erp_agent'@'%';",
     ]),
     ("mssql", [
@@ -268,6 +274,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON [staging].[agent_watermark] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_run] TO [erp_agent];",
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_quarantine] TO [erp_agent];",
+        "GRANT UPDATE ON [staging].[agent_quarantine] (reason, replayed_at, replay_batch_id, replay_outcome) TO [erp_agent];",
         "GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON [staging].[agent_ledger] TO [erp_agent];",
     ]),
     ("sqlite", [], []),

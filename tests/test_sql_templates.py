@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlglot
+import yaml
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import make_url
 
@@ -93,6 +94,7 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
         statements = sql_review.startup_statements(config) + [
             s for name in config.model.flows
             for s in sql_review.flow_statements(config, name) + sql_review.status_statements(config, name)
+            + sql_review.quarantine_statements(config, name)
         ]
         # PostgreSQL loads a batch with COPY (a stream, no bind parameters); the others bind one row's values.
         found[dialect] = {(s.template, s.purpose): sorted(dict(s.params)) for s in statements
@@ -207,6 +209,46 @@ def _recover(scenario: Scenario) -> None:
 
 
 EXERCISES["reconcile_source_buckets"] = _recover
+
+
+def _replay_quarantine(scenario: Scenario) -> None:
+    """`quarantine list` and `quarantine replay` under the agent's own login, after the admin fixed the code map:
+    codes 7, 11 and 15 now map (staged, marked replayed); 14 maps to a value too long for the column (a new reason)."""
+    document = yaml.safe_load(scenario.config.read_text(encoding="utf-8"))
+    document["flows"]["work_orders"]["columns"]["scrap"]["map"].update(
+        {"7": "SEVEN", "11": "ELEVN", "14": "FOURTEEN-TOO-LONG", "15": "FIFTN"})
+    fixed = scenario.config.with_name("fixed.yaml")
+    fixed.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    listing = cli("quarantine", "list", "-c", str(fixed), "--json")
+    assert listing.exit_code == 0, listing.output
+    assert [r["replayed"] for r in json.loads(listing.stdout)] == [False] * 4  # scrap reasons 7, 11, 14 and 15
+    replay = cli("quarantine", "replay", "-c", str(fixed))
+    assert replay.exit_code == 1, replay.output  # code 14 still fails
+    assert replay.stdout.splitlines()[-2].startswith("flow work_orders: 3 staged, 0 superseded, 1 still failing; batches ")
+    assert replay.stdout.splitlines()[-1] == "flow scrap_view: nothing to replay"
+    listing = cli("quarantine", "list", "-c", str(fixed), "--json")
+    assert sorted(str(r["replay_outcome"]) for r in json.loads(listing.stdout)) == ["None", "staged", "staged", "staged"]
+    (reason,) = [r["reason"] for r in json.loads(listing.stdout) if not r["replayed"]]
+    assert reason.startswith("scrap: 17 characters, the staging column holds at most 5 (source column scrap_reason_id")
+
+
+def _upgrade_quarantine(scenario: Scenario) -> None:
+    """An agent_quarantine made before `quarantine replay` (its replay columns dropped): `sql ddl --apply` adds them."""
+    table = f"{scenario.pair.staging_schema}.agent_quarantine"
+    engine = staging_engine(scenario.pair)
+    with engine.begin() as conn:
+        for column in ("replayed_at", "replay_batch_id", "replay_outcome"):
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    engine.dispose()
+    result = cli("sql", "ddl", "-c", str(scenario.admin_config), "--system", "erp", "--apply")
+    assert result.exit_code == 0, result.output
+    assert "ALTER TABLE" in result.stdout
+    result = cli("sql", "ddl", "-c", str(scenario.admin_config), "--system", "erp")
+    assert result.exit_code == 0 and "ALTER TABLE" not in result.stdout, result.output
+
+
+EXERCISES["quarantine list|replay"] = _replay_quarantine
+EXERCISES["ddl_quarantine_upgrade"] = _upgrade_quarantine  # last: it drops columns the login had grants on
 
 QUERY = """\
 SELECT wo.work_order_id, wo.modified_date, wo.stocked_qty, sr.name AS scrap_name
@@ -370,5 +412,7 @@ def test_every_sql_server_template_is_rendered_and_compiles_as_tsql(tmp_path, mo
                 assert re.search(r"(?<![:\w\\]):[A-Za-z_]", compiled) is None, (template, compiled)  # all bound as ?
                 parsed = sqlglot.parse(re.sub(r"(?<![:\w\\]):(\w+)", r"@\1", part.rstrip(";")), read="tsql")
                 assert len(parsed) == 1 and not isinstance(parsed[0], sqlglot.exp.Command), (template, part)
-    assert len(ddl) == 11  # the schema, four control tables, and per staging table (2) its table, index and ledger seed
+    # the schema, four control tables, the upgrade note for an old agent_quarantine, and per staging table (2) its
+    # table, index and ledger seed
+    assert len(ddl) == 12
 

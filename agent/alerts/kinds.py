@@ -72,18 +72,19 @@ def quarantine(flow: str, system: str, table: str, rows: int, max_rows: int, old
     since = oldest or now
     body = "\n".join([
         f"QUARANTINE ABOVE LIMIT: {flow}",
-        f"{rows} rows of flow {flow} are in {table} on system {system}, more than alerts.quarantine.max_rows = "
+        f"{rows} rows of flow {flow} are in {table} on system {system} (not replayed), more than alerts.quarantine.max_rows = "
         f"{max_rows}; the oldest since {utc(since)}.",
         "These source rows failed mapping or validation and did not reach the staging table; the rest of their",
         "batches did.",
         "",
         "What to do:",
         "  1. Read the reasons:",
-        f"       SELECT source_key, source_version, reason FROM {table} WHERE flow = '{flow}' ORDER BY quarantine_id;",
+        f"       mes-erp-agent quarantine list -c FILE --flow {flow}",
         "  2. Fix the data in the MES (a corrected row is a new version and flows like any change), or fix the",
-        "     flow's mapping (code maps, required fields) in the configuration.",
-        f"  3. Once handled, a DBA removes the handled rows from {table}; this incident resolves when the count",
-        f"     is at most {max_rows} again.",
+        "     flow's mapping (code maps, required fields) in the configuration and stage the rows that map now:",
+        f"       mes-erp-agent quarantine replay -c FILE --flow {flow}",
+        f"  3. This incident resolves when at most {max_rows} rows are left that were not replayed (or a DBA",
+        f"     removed the handled rows from {table}).",
     ])
     return Incident(
         kind="quarantine", key=f"quarantine:{flow}", title=f"Flow {flow}: {rows} rows quarantined (limit {max_rows})",

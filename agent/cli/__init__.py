@@ -18,6 +18,7 @@ from agent.cli.drift import drift_command, snapshot_command
 from agent.cli.ledger import ledger_group
 from agent.cli.outcomes import outcomes
 from agent.cli.recover import backfill_command, reconcile_command
+from agent.cli.quarantine import quarantine_group
 from agent.cli.run import run
 from agent.cli.service import service_group
 from agent.cli.sql import render_sql, sql_group
@@ -60,7 +61,7 @@ def check_config(config_path: Path) -> None:
 
 
 for command in (sql_group, run, status, outcomes, demo, snapshot_command, drift_command, render_sql, ledger_group,
-                service_group, reconcile_command, backfill_command):
+                service_group, reconcile_command, backfill_command, quarantine_group):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -11,7 +11,7 @@ from agent.cli.common import config_option, console, dialect_option, errors, fai
 from agent.connect import Systems
 from agent.errors import ConfigError, SchemaMismatch
 from agent.exit_codes import ExitCode
-from agent.staging import ddl_statements, vendor_table_notes
+from agent.staging import ddl_statements, needs_quarantine_upgrade, vendor_table_notes
 
 
 @click.group("sql")
@@ -44,7 +44,8 @@ def sql_ddl(config_path: Path, system: str, apply: bool, dialect_name: str | Non
     systems = Systems(config)
     try:
         tables = pipeline.staging_tables_of(config, systems, system)
-        statements = ddl_statements(systems.dialect(system), schema, tables)
+        upgrade = needs_quarantine_upgrade(systems.target(system), schema)
+        statements = ddl_statements(systems.dialect(system), schema, tables, quarantine_upgrade=upgrade)
         _print_script(statements + vendor_table_notes(tables))
         if apply:
             with systems.target(system).begin() as conn:

@@ -37,6 +37,9 @@ CREATE TABLE {{ quarantine_table }} (
     source_row nvarchar(max) NOT NULL,
     reason nvarchar(max) NOT NULL,
     quarantined_at datetime2(7) NOT NULL DEFAULT SYSUTCDATETIME(),
+    replayed_at datetime2(7) NULL,
+    replay_batch_id nvarchar(40) NULL,
+    replay_outcome nvarchar(16) NULL,
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
 );
 IF OBJECT_ID(N'{{ ledger_name }}', N'U') IS NULL

@@ -9,9 +9,10 @@
 --   Staging writes (flows whose target is this system, into its staging schema):
 --               SELECT and INSERT on each staging table (SELECT to read the import outcome; UPDATE only on
 --               a flow's declared `resubmit:` columns); SELECT and INSERT on agent_run and agent_quarantine
---               (append-only); SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved
---               forward); SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old
---               entries); VIEW DEFINITION on all of them.
+--               (append-only; UPDATE only on agent_quarantine's replay columns reason, replayed_at,
+--               replay_batch_id, replay_outcome: `quarantine replay`); SELECT, INSERT and UPDATE on
+--               agent_watermark (one row per flow, moved forward); SELECT, INSERT and DELETE on agent_ledger
+--               (what was staged; DELETE prunes old entries); VIEW DEFINITION on all of them.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
 --               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables,
@@ -37,6 +38,7 @@ GRANT UPDATE ON {{ t.table }} ({{ t.update_columns | join(', ') }}) TO {{ login 
 GRANT SELECT, INSERT, UPDATE, VIEW DEFINITION ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
+GRANT UPDATE ON {{ control.quarantine }} (reason, replayed_at, replay_batch_id, replay_outcome) TO {{ login }};
 GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
 {% for e in error_tables %}
 GRANT SELECT ON {{ e.table }} TO {{ login }};

@@ -35,6 +35,11 @@ WHERE s.name = :staging_schema
   AND ((t.name <> N'agent_ledger'
             AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'DELETE') = 1)
        OR HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'ALTER') = 1
-       OR (t.name <> N'agent_watermark'
-           AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'UPDATE') = 1))
+       OR (t.name NOT IN (N'agent_watermark', N'agent_quarantine')
+           AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'UPDATE') = 1)
+       OR (t.name = N'agent_quarantine' AND EXISTS (
+           SELECT 1 FROM sys.columns col
+           WHERE col.object_id = t.object_id
+             AND col.name NOT IN (N'reason', N'replayed_at', N'replay_batch_id', N'replay_outcome')
+             AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'UPDATE', col.name, N'COLUMN') = 1)))
 ORDER BY 1, 2

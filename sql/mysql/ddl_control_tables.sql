@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
     source_row longtext NOT NULL,
     reason text NOT NULL,
     quarantined_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    replayed_at datetime(6) NULL,
+    replay_batch_id varchar(40) NULL,
+    replay_outcome varchar(16) NULL,
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE TABLE IF NOT EXISTS {{ ledger_table }} (

@@ -7,7 +7,8 @@
 --   Staging writes (flows whose target is this system, into its staging schema):
 --               SELECT and INSERT on each staging table (SELECT to read the import outcome;
 --               UPDATE only on a flow's declared `resubmit:` columns); SELECT and
---               INSERT on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
+--               INSERT on agent_run and agent_quarantine (append-only; UPDATE only on agent_quarantine's replay
+--               columns reason, replayed_at, replay_batch_id, replay_outcome: `quarantine replay`); SELECT, INSERT and UPDATE on
 --               agent_watermark (one row per flow, moved forward); CREATE TEMPORARY TABLES on the staging
 --               database for the session-private batch table (dropped after each batch).
 --   Catalog:    information_schema shows a login the tables and columns it holds grants on; that is what
@@ -35,6 +36,7 @@ GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON {{ t.table }} TO {{ login 
 GRANT SELECT, INSERT, UPDATE ON {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.quarantine }} TO {{ login }};
+GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON {{ control.ledger }} TO {{ login }};
 {% for e in error_tables %}
 GRANT SELECT ON {{ e.table }} TO {{ login }};

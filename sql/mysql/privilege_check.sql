@@ -24,4 +24,6 @@ SELECT 'column privilege', CONCAT(p.TABLE_SCHEMA, '.', p.TABLE_NAME, '.', p.COLU
 FROM information_schema.COLUMN_PRIVILEGES p
 WHERE p.GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')
   AND p.PRIVILEGE_TYPE <> 'SELECT'
+  AND NOT (p.TABLE_SCHEMA = :staging_schema AND p.TABLE_NAME = 'agent_quarantine' AND p.PRIVILEGE_TYPE = 'UPDATE'
+           AND p.COLUMN_NAME IN ('reason', 'replayed_at', 'replay_batch_id', 'replay_outcome'))
 ORDER BY 1, 2

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
     source_row text NOT NULL,
     reason text NOT NULL,
     quarantined_at timestamp(6) with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    replayed_at timestamp(6) with time zone NULL,
+    replay_batch_id varchar(40) NULL,
+    replay_outcome varchar(16) NULL,
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
 );
 CREATE TABLE IF NOT EXISTS {{ ledger_table }} (

@@ -8,9 +8,10 @@
 --   Staging writes (flows whose target is this system, into its staging schema):
 --               USAGE on the staging schema; SELECT and INSERT on each staging table (SELECT to read the
 --               import outcome; UPDATE only on a flow's declared `resubmit:` columns); SELECT and INSERT
---               on agent_run and agent_quarantine (append-only); SELECT, INSERT and UPDATE on
---               agent_watermark (one row per flow, moved forward); SELECT, INSERT and DELETE on
---               agent_ledger (what was staged; DELETE prunes entries older than `ledger.keep`);
+--               on agent_run and agent_quarantine (append-only); UPDATE on agent_quarantine's replay
+--               columns only (reason, replayed_at, replay_batch_id, replay_outcome: `quarantine replay`);
+--               SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved forward); SELECT,
+--               INSERT and DELETE on agent_ledger (what was staged; DELETE prunes entries older than `ledger.keep`);
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
 --               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
@@ -39,6 +40,7 @@ GRANT UPDATE ({{ t.update_columns | join(', ') }}) ON TABLE {{ t.table }} TO {{ 
 GRANT SELECT, INSERT, UPDATE ON TABLE {{ control.watermark }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
+GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
 {% for e in error_tables %}
 {% if e.schema %}

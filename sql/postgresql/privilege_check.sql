@@ -27,7 +27,12 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = :staging_schema
   AND ((c.relname <> 'agent_ledger' AND pg_catalog.has_table_privilege(c.oid, 'DELETE'))
        OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')
-       OR (c.relname <> 'agent_watermark' AND pg_catalog.has_any_column_privilege(c.oid, 'UPDATE')))
+       OR (c.relname NOT IN ('agent_watermark', 'agent_quarantine') AND pg_catalog.has_any_column_privilege(c.oid, 'UPDATE'))
+       OR (c.relname = 'agent_quarantine' AND EXISTS (
+           SELECT 1 FROM pg_catalog.pg_attribute a
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             AND a.attname NOT IN ('reason', 'replayed_at', 'replay_batch_id', 'replay_outcome')
+             AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'UPDATE'))))
 UNION ALL
 SELECT 'owns (may alter or drop)', n.nspname || '.' || c.relname
 FROM pg_catalog.pg_class c

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS {{ quarantine_table }} (
     source_row TEXT NOT NULL,
     reason TEXT NOT NULL,
     quarantined_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    replayed_at TIMESTAMP NULL,
+    replay_batch_id VARCHAR(40) NULL,
+    replay_outcome VARCHAR(16) NULL,
     CONSTRAINT {{ quarantine_unique }} UNIQUE (flow, source_key, source_version)
 );
 CREATE TABLE IF NOT EXISTS {{ ledger_table }} (
