@@ -13,7 +13,7 @@ import time
 import sqlalchemy as sa
 import yaml
 
-from helpers import cli, make_pair, prepare_erp, staging_engine, table_name, write_config
+from helpers import make_pair, prepare_erp, staging_engine, table_name, write_config
 from service_support import Service, WebhookServer, free_port, wait_until
 from test_import_job import create_mes_table, recent, write_mes
 

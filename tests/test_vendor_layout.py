@@ -9,7 +9,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from helpers import Pair, cli, make_pair, prepare_erp, staging_engine, table_name, write_config
 from test_import_job import create_mes_table, query, recent, version, write_mes
