@@ -317,7 +317,8 @@ def utc_now() -> dt.datetime:
 def start_agent(config: Path, log: Path, once: bool = False) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "agent", "run", "-c", str(config), *(["--once"] if once else [])]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("ab"), env=env)
+    with log.open("ab") as stderr:  # a file: a pipe nobody reads fills up and blocks the agent
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
 
 def stop_agent(process: subprocess.Popen[bytes]) -> int:
@@ -336,6 +337,54 @@ def wait_until(condition: Any, timeout: float, what: str, every: float = 0.1) ->
     while not condition():
         assert time.monotonic() < end, f"timed out after {timeout:g}s waiting for: {what}"
         time.sleep(every)
+
+
+class Observer(threading.Thread):
+    """Looks at the ERP the way its users do, all the time: every snapshot must show whole batches only (staging
+    rows, ledger entries and agent_run's rows_written agree, and are a multiple of the batch size during an initial
+    load of full batches)."""
+
+    def __init__(self, plant: Plant, batch_size: int):
+        super().__init__(daemon=True)
+        self.plant, self.batch_size, self.stop = plant, batch_size, threading.Event()
+        self.looks = 0
+        self.partial: list[tuple[int, int, int]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                found = consistent_counts(self.plant)
+                self.looks += 1
+                if len(set(found)) != 1 or found[0] % self.batch_size:
+                    self.partial.append(found)
+                time.sleep(0.01)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)
+        assert self.error is None, repr(self.error)
+        assert self.partial == [], f"a partial batch was visible (staged, ledger, rows_written): {self.partial[:5]}"
+        assert self.looks > 10, "the observer hardly looked"
+
+
+GENERATE = {
+    "postgresql": "INSERT INTO {t} (wo_id, qty, updated_at) SELECT g, mod(g, 97), timestamp '2026-01-01' "
+                  "+ (g / 3) * interval '1 millisecond' + mod(g, 3) * interval '1 microsecond' FROM generate_series(1, {n}) g",
+    "mysql": "INSERT INTO {t} (wo_id, qty, updated_at) WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g "
+             "WHERE n < {n}) SELECT n, MOD(n, 97), TIMESTAMP('2026-01-01') + INTERVAL (n DIV 3) * 1000 + (n MOD 3) "
+             "MICROSECOND FROM g",
+}
+
+
+def generate(plant: Plant, rows: int) -> None:
+    """`rows` work orders with microsecond timestamps in the past, ties at every batch size (like a plant's history)."""
+    with engine_for(plant.pair.mes_url).begin() as conn:
+        if plant.kind == "mysql":
+            conn.exec_driver_sql("SET SESSION max_recursive_iterations = 1000000")
+        conn.exec_driver_sql(GENERATE[plant.kind].format(t=plant.table, n=rows))
 
 
 # --- MES writers --------------------------------------------------------------------------------------
@@ -386,7 +435,7 @@ class Writer(threading.Thread):
             while time.monotonic() < deadline:
                 choice = self.random.random()
                 if choice < self.deletes and self.latest:
-                    self._delete(engine, erp, self.random.choice(sorted(self.latest)))
+                    self._remove(engine, erp, self.random.choice(sorted(self.latest)))
                 elif choice < self.deletes + self.updates and self.latest:
                     keys = self.random.sample(sorted(self.latest), k=min(len(self.latest), self.random.randint(1, 3)))
                     self._write(engine, keys, update=True)
@@ -417,7 +466,7 @@ class Writer(threading.Thread):
             self.latest[key] = version(key, at)
             self.lives[self.latest[key]] = Life(now)
 
-    def _delete(self, engine: sa.Engine, erp: sa.Engine, key: int) -> None:
+    def _remove(self, engine: sa.Engine, erp: sa.Engine, key: int) -> None:
         last = self.latest[key]
         with erp.connect() as conn:
             staged_before = conn.execute(sa.text(
