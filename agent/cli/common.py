@@ -17,9 +17,10 @@ from agent.dialects import DIALECTS
 from agent.errors import ConfigError
 from agent.exit_codes import ExitCode
 
-# Piped output (logs, CI, scripts) gets wide tables instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# Piped output (logs, CI, scripts) gets wide tables instead of rich's 80-column default. No emoji codes: rich would
+# print `agent.yaml:100:` as `agent.yaml💯` (markup=False does not stop it).
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 config_option = click.option(
     "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import time
 
+from fault_actors import Writer, Writers, start_agent, stop_agent, wait_until
 from fault_support import (
-    Plant, Writer, Writers, assert_staged_once, audited, configure, erp_rows, latest_staged, ledger, source_versions,
-    start_agent, stop_agent, wait_until,
+    Plant, assert_staged_once, audited, configure, erp_rows, latest_staged, ledger, source_versions,
 )
 
 SECONDS = 60

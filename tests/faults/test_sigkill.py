@@ -17,10 +17,10 @@ import time
 
 import pytest
 
+from fault_actors import Observer, Writer, Writers, generate, sigkill, start_agent, stop_agent, wait_until
 from fault_support import (
-    KINDS, Observer, Writer, Writers, assert_staged_once, assert_staging_equals_source, audited, configure,
-    consistent_counts, generate, latest_staged, ledger, run_once, sigkill, source_versions, start_agent, stop_agent,
-    wait_until,
+    KINDS, assert_staged_once, assert_staging_equals_source, audited, configure, consistent_counts, latest_staged,
+    ledger, run_once, source_versions,
 )
 
 ROWS, BATCH = 6_000, 150

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import dbs
+from fault_actors import Observer, generate, start_agent, stop_agent, wait_until
 from fault_support import (
-    KINDS, Observer, Plant, assert_staging_equals_source, audited, configure, consistent_counts, engine_for, erp_rows,
-    generate, start_agent, stop_agent, utc_now, wait_until,
+    KINDS, Plant, assert_staging_equals_source, audited, configure, consistent_counts, engine_for, erp_rows, utc_now,
 )
 
 ROWS, BATCH, CHUNKS, KILLS = 3_000, 100, 15, 6
