@@ -27,8 +27,8 @@ from agent.errors import AgentError, SchemaMismatch, mark_system, system_of
 from agent.mapping import RowMapper
 from agent.outcome import OutcomeSource, check_error_table, error_table_location, outcome_source
 from agent.read import (
-    BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, lag_upper_bound,
-    overlap_start, source_sql_for,
+    BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, in_source_order,
+    lag_upper_bound, overlap_start, source_sql_for,
 )
 from agent.report import FAILED, HALTED, BatchReport, FlowReport, record_failure, utc_now
 from agent.contract import ControlTables
@@ -221,7 +221,7 @@ def _furthest(flow: FlowConfig, stored: tuple[Any, ...] | None, last_read: tuple
     """The stored watermark never moves back (a re-read of the overlap window ends behind it)."""
     if stored is None or not flow.overlap:
         return last_read
-    return last_read if last_read > stored else stored
+    return last_read if in_source_order(last_read) > in_source_order(stored) else stored
 
 
 def new_batch_id() -> str:

@@ -203,7 +203,7 @@ class BatchReader:
             return
         previous = cursor.after if cursor.after is not None else watermarks[0]
         for current in watermarks if cursor.after is not None else watermarks[1:]:
-            if not current > previous:
+            if not in_source_order(current) > in_source_order(previous):
                 raise UnsortedBatch(
                     f"source returned watermark {current} after {previous}: rows are not in strict "
                     f"({', '.join(self.flow.watermark)}) order; the last watermark column must be unique per value "
@@ -227,6 +227,14 @@ def read_sql(dialect: Dialect, flow: FlowConfig, source_sql: str, cursor_mode: s
     )
 
 
+def in_source_order(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Watermark values as the database orders them: a zoned timestamp by its instant. Python compares two datetimes
+    with the same tzinfo by their wall-clock time, so in a DST zone's repeated hour (a timestamptz read in a session
+    whose TimeZone is Europe/Berlin) 02:50+02:00 would look later than the 02:10+01:00 that follows it."""
+    return tuple(v.astimezone(dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is not None else v
+                 for v in values)
+
+
 def _comparable(values: tuple[Any, ...]) -> bool:
     # Text order in the database follows its collation, not Python's; only check other types.
     return not any(isinstance(v, str) for v in values)
@@ -243,14 +251,22 @@ def lag_upper_bound(engine: Engine, dialect: Dialect, flow: FlowConfig, first: S
     now = row.zoned_now if first.column_type.timezone else row.local_now
     if isinstance(now, str):
         now = dt.datetime.fromisoformat(now)
-    return now - flow.lag
+    return earlier(now, flow.lag)
+
+
+def earlier(moment: Any, by: dt.timedelta) -> Any:
+    """`moment - by` in the source's terms: a zoned timestamp by its instant (within one tzinfo Python subtracts
+    wall-clock time, which a DST change in between shifts by an hour); a naive one on its wall clock, as stored."""
+    if isinstance(moment, dt.datetime) and moment.tzinfo is not None:
+        return (moment.astimezone(dt.timezone.utc) - by).astimezone(moment.tzinfo)
+    return moment - by
 
 
 def overlap_start(flow: FlowConfig, watermark_values: tuple[Any, ...]) -> Any:
     """The first watermark column's value `overlap` before the stored position."""
     first = watermark_values[0]
     if isinstance(first, (dt.datetime, dt.date)):
-        return first - flow.overlap
+        return earlier(first, flow.overlap)
     raise SchemaMismatch(
         f"`overlap:` needs a timestamp as first watermark column, but {flow.watermark[0]} holds "
         f"{type(first).__name__} values; remove `overlap:` from the flow"
