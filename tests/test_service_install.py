@@ -92,9 +92,11 @@ WantedBy=multi-user.target
 
 def tmp_warning(config: Path) -> str:
     folder = config.parent
-    return (f"warning: PrivateTmp=true gives the service its own empty /tmp and /var/tmp; it cannot reach: {config}, "
-            f"{folder}, {folder}/schema_snapshots, {folder}/mes, {folder}/erp (move them, e.g. to /etc/mes-erp-agent, "
-            "/var/lib/mes-erp-agent, /opt/mes-erp-agent)\n")
+    executable = Path(agent_command()[0])  # CI installs into a fresh venv under /tmp: it is named too
+    hidden = [str(executable)] if any(p in executable.parents for p in (Path("/tmp"), Path("/var/tmp"))) else []
+    paths = ", ".join([str(config), str(folder), *hidden, f"{folder}/schema_snapshots", f"{folder}/mes", f"{folder}/erp"])
+    return (f"warning: PrivateTmp=true gives the service its own empty /tmp and /var/tmp; it cannot reach: {paths} "
+            "(move them, e.g. to /etc/mes-erp-agent, /var/lib/mes-erp-agent, /opt/mes-erp-agent)\n")
 
 
 def test_exec_start_is_this_installations_console_script():

@@ -156,6 +156,8 @@ def test_each_script_reads_exactly_the_source_columns_and_inserts_only_in_its_ow
             f"GRANT SELECT, INSERT, UPDATE {on}{name(side.staging, 'agent_watermark')} TO {login};",
             f"GRANT SELECT, INSERT {on}{name(side.staging, 'agent_run')} TO {login};",
             f"GRANT SELECT, INSERT {on}{name(side.staging, 'agent_quarantine')} TO {login};",
+            "GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) "
+            f"{on}{name(side.staging, 'agent_quarantine')} TO {login};",
             f"GRANT SELECT, INSERT, DELETE {on}{name(side.staging, 'agent_ledger')} TO {login};",
         ]
     for system, script in setup.scripts.items():
