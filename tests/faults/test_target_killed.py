@@ -24,7 +24,7 @@ from fault_support import (
     KINDS, Plant, assert_staging_equals_source, audited, configure, consistent_counts, engine_for, erp_rows, utc_now,
 )
 
-ROWS, BATCH, CHUNKS, KILLS = 3_000, 100, 15, 6
+ROWS, BATCH, CHUNKS, MAX_CHUNKS, KILLS = 3_000, 100, 15, 150, 6
 SEED = 20261202
 WRITING = {
     # backend_xid: the transaction has written (the batch table, the ledger, staging, the watermark, agent_run)
@@ -53,7 +53,7 @@ class Killer(threading.Thread):
         erp = make_url(self.plant.pair.erp_url)
         try:
             while not self.stop.is_set() and len(self.killed) < self.wanted:
-                time.sleep(self.random.uniform(0.02, 0.3))
+                time.sleep(self.random.uniform(0.01, 0.15))
                 with admin.connect() as conn:
                     found = conn.execute(sa.text(WRITING[self.plant.kind]), {"db": erp.database, "user": erp.username}).all()
                     if found:
@@ -92,10 +92,12 @@ def test_erp_connection_terminated_mid_transaction_leaves_no_partial_batch_and_l
     killer.start()
     try:
         wait_until(lambda: consistent_counts(plant)[0] == ROWS, 120, "the initial load", every=0.05)
-        for chunk in range(CHUNKS):  # steady state: new rows while the kills go on
-            insert_chunk(plant, ROWS + 1 + chunk * BATCH)
+        chunks = 0  # steady state: new rows while the kills go on, until the killer has caught a write (timing)
+        while chunks < CHUNKS or (not killer.killed and chunks < MAX_CHUNKS):
+            insert_chunk(plant, ROWS + 1 + chunks * BATCH)
+            chunks += 1
             time.sleep(0.1)
-        total = ROWS + CHUNKS * BATCH
+        total = ROWS + chunks * BATCH
         wait_until(lambda: consistent_counts(plant)[0] == total, 60, "every chunk staged", every=0.05)
     finally:
         killer.stop.set()
