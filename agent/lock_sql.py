@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from sqlalchemy.engine import make_url
+
 from agent.config import LoadedConfig
 from agent.contract import ControlTables
-from agent.ddl_offline import system_dialect
+from agent import dialects
 from agent.dialects.locking import lock_name
 
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)")
@@ -21,7 +23,7 @@ def lock_statements(config: LoadedConfig, name: str) -> list[LockStatement]:
     """The flow's lock (one agent per flow, agent/locks.py): on the agent's lock session of the target system, and
     agent_holder (who holds it, for `status`). SQLite holds the lock as a file lock: no statement."""
     flow = config.model.flows[name]
-    target = system_dialect(config, flow.target)
+    target = dialects.for_url(make_url(config.model.systems[flow.target].url))  # without connecting
     schema = config.model.systems[flow.target].staging_schema or ""
     holder = ControlTables.in_schema(target, schema).holder
     every = _d(config.model.locks.check_every)

@@ -91,9 +91,12 @@ class SessionLocks:
 class FileLocks:
     """SQLite: `<database file>.<flow>.lock`, locked exclusively by this process (flock, or msvcrt on Windows)."""
 
-    def __init__(self, database: str):
+    def __init__(self, dialect: Dialect, database: str):
         self.database = database
         self.files: dict[str, IO[bytes]] = {}
+        # The templates only say so, for the DBA (render-sql): there is no statement to run.
+        statements = [dialect.render(t) for t in ("flow_lock_session", "flow_lock_take", "flow_lock_release")]
+        assert not any(statements), "SQLite's flow-lock templates are comments: its locks are file locks"
 
     def path(self, flow: str) -> Path:
         return Path(f"{self.database}.{flow}.lock")

@@ -113,7 +113,7 @@ class SQLiteDialect(Dialect):
 
     def flow_locks(self, engine: sa.engine.Engine) -> LockSession:
         """No sessions to hold a lock: a file lock next to the ERP database file, freed when the process ends."""
-        return FileLocks(engine.url.database or "erp.db")
+        return FileLocks(self, engine.url.database or "erp.db")
 
     def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
         # Let SQLAlchemy, not pysqlite, manage transactions (pysqlite's implicit BEGIN breaks isolation).
