@@ -13,12 +13,9 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
-
-if TYPE_CHECKING:
-    from agent.dialects.base import Dialect
 
 LOCK_PREFIX = "mes-erp-agent:"
 MAX_LOCK_NAME = 64  # MySQL's GET_LOCK limit; the others allow more
@@ -30,6 +27,14 @@ def lock_name(schema: str, flow: str) -> str:
     if len(name) <= MAX_LOCK_NAME:
         return name
     return LOCK_PREFIX + hashlib.sha256(name.encode("utf-8")).hexdigest()[: MAX_LOCK_NAME - len(LOCK_PREFIX)]
+
+
+class Templates(Protocol):
+    """What the locks need of their dialect (agent/dialects/base.py Dialect)."""
+
+    def render(self, template: str, **context: Any) -> str: ...
+
+    def statement(self, template: str, bind_types: Any = None, result_types: Any = None, **context: Any) -> Any: ...
 
 
 class LockSession(Protocol):
@@ -53,7 +58,7 @@ class LockSession(Protocol):
 class SessionLocks:
     """Locks of a database session: one connection kept open for the agent's life."""
 
-    def __init__(self, dialect: Dialect, engine: sa.engine.Engine):
+    def __init__(self, dialect: Templates, engine: sa.engine.Engine):
         self.dialect, self.engine = dialect, engine
         self.conn: sa.Connection | None = None
 
@@ -91,7 +96,7 @@ class SessionLocks:
 class FileLocks:
     """SQLite: `<database file>.<flow>.lock`, locked exclusively by this process (flock, or msvcrt on Windows)."""
 
-    def __init__(self, dialect: Dialect, database: str):
+    def __init__(self, dialect: Templates, database: str):
         self.database = database
         self.files: dict[str, IO[bytes]] = {}
         # The templates only say so, for the DBA (render-sql): there is no statement to run.
