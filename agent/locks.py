@@ -7,11 +7,12 @@ each session with a cheap query (an error: the flows held there are dropped at o
 writes its heartbeat into agent_holder, and tries the free flows. A flow the agent does not hold is in `standby`:
 its polls and passes return at once, touching no database.
 
-Sharing: with N live agents (fresh heartbeats in agent_holder, the agent's own `*` row included) an agent holds
-about ceil(flows / N). Above that share it leaves a free flow for one round, so that a peer below its share takes
-it, and takes it itself the round after if nobody did; above its share it hands one flow back every few rounds
-(only between polls: `guard(flow)` is the flow's poll lock). A flow whose holder died (its session ended) is taken
-within two rounds. The lock is the truth; agent_holder only shows it (`status`) and counts the agents.
+Sharing: with N live agents (fresh heartbeats in agent_holder, each agent's own `*` row) the fair share is
+flows / N. Below floor(flows / N) an agent takes a free flow at once; below ceil(flows / N) it leaves it to the peers
+for one round, above for two, and takes it itself when nobody did. An agent holding two flows more than the live
+agent with fewest hands one back every other round (only between polls: `guard(flow)` is the flow's poll lock). A
+flow whose holder died (its session ended) is taken within three rounds at most. The lock is the truth;
+agent_holder only shows it (`status`) and counts the agents.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from agent.contract import HOLDER_AGENT_ROW, ControlTables
 from agent.dialects.locking import LockSession, lock_name
 
 log = logging.getLogger("mes_erp_agent")
-REBALANCE_ROUNDS = 3  # rounds between two flows handed back to peers
+REBALANCE_ROUNDS = 2  # rounds between two flows handed back to peers
 _TIMES: dict[str, sa.types.TypeEngine[Any]] = {"since": sa.DateTime(), "heartbeat_at": sa.DateTime()}
 _STALE: dict[str, sa.types.TypeEngine[Any]] = {"stale_before": sa.DateTime()}
 
@@ -116,7 +117,7 @@ class FlowLocks:
         self._held: dict[str, dt.datetime] = {}  # flow -> since when
         self._sessions: dict[str, LockSession] = {}
         self._session_ids: dict[str, str | None] = {}
-        self._deferred: set[str] = set()
+        self._waited: dict[str, int] = {}  # free flows left to the peers: rounds waited so far
         self._since_handback = REBALANCE_ROUNDS
         self._warned: set[str] = set()
         self._errors: dict[str, str] = {}  # per system: why its lock session failed last
@@ -196,18 +197,31 @@ class FlowLocks:
             for system in sorted({s.system for s in self.specs.values()}):
                 self.holders[system] = rows = self._beat(system, now)
                 live |= {h.agent_id for h in rows if h.flow == HOLDER_AGENT_ROW and h.heartbeat_at >= stale_before}
-            share = math.ceil(len(self.specs) / len(live)) if self.share else len(self.specs)
+            low, share = len(self.specs) // len(live), math.ceil(len(self.specs) / len(live))
             for flow in self._order():
                 if flow in self._held:
                     continue
-                if len(self._held) >= share and flow not in self._deferred:
-                    self._deferred.add(flow)  # leave it to a peer for one round
+                # Rounds to leave a free flow to the peers first: none below the fair share, more the more it holds.
+                need = 0 if not self.share or len(self._held) < low else 1 if len(self._held) < share else 2
+                if self._waited.get(flow, 0) < need:
+                    self._waited[flow] = self._waited.get(flow, 0) + 1
                     continue
-                if not self._try(flow, now):
-                    self._deferred.discard(flow)  # held elsewhere: once it is free, a peer gets the first round again
+                self._waited.pop(flow, None)  # taken, or held elsewhere: when it is free again, the wait starts over
+                self._try(flow, now)
             self._since_handback += 1
-            if self.share and len(live) > 1 and len(self._held) > share and self._since_handback >= REBALANCE_ROUNDS:
+            if self.share and self._since_handback >= REBALANCE_ROUNDS and self._uneven(live, stale_before):
                 self._hand_back()
+
+    def _uneven(self, live: set[str], stale_before: dt.datetime) -> bool:
+        """This agent holds two flows more than the live agent holding fewest (agent_holder's fresh rows say)."""
+        counts = dict.fromkeys(live, 0)
+        for rows in self.holders.values():
+            for h in rows:
+                if h.flow != HOLDER_AGENT_ROW and h.agent_id in counts and h.agent_id != self.agent_id \
+                        and h.heartbeat_at >= stale_before:
+                    counts[h.agent_id] += 1
+        counts[self.agent_id] = len(self._held)
+        return len(self._held) >= min(counts.values()) + 2
 
     def take_all(self, flows: Iterable[str]) -> tuple[list[str], dict[str, str]]:
         """`run --once`: take each flow's lock now (no sharing). Returns the flows another agent holds, and those whose
@@ -243,8 +257,7 @@ class FlowLocks:
         if not taken:
             return False
         self._held[flow] = now
-        self._deferred.discard(flow)
-        self._write(spec.system, lambda conn, d, c: self._upsert(conn, d, c, flow, now, now))
+        self._write(spec.system, lambda conn, d, c: self._upsert(conn, d, c, spec.system, flow, now, now))
         log.info("flow %s: this agent (host %s, pid %d) holds it now (lock %s on system %s)", flow, self.host, self.pid,
                  spec.name, spec.system)
         if self.on_change is not None:
@@ -259,7 +272,7 @@ class FlowLocks:
                 continue  # polling now: another flow, or the next round
             try:
                 self._release(flow)
-                self._deferred.discard(flow)
+                self._waited[flow] = -1  # one round more than the peers before taking it back
                 log.info("flow %s: handed to another agent (this one held more than its share)", flow)
             finally:
                 if poll_lock is not None:
@@ -321,20 +334,19 @@ class FlowLocks:
                 log.debug("flow locks: closing the lock session on system %s: %s", system, _first_line(exc))
 
     # --- agent_holder -------------------------------------------------------------------------------------
-    def _upsert(self, conn: sa.Connection, dialect: Any, control: ControlTables, flow: str, since: dt.datetime,
-                now: dt.datetime) -> None:
+    def _upsert(self, conn: sa.Connection, dialect: Any, control: ControlTables, system: str, flow: str,
+                since: dt.datetime, now: dt.datetime) -> None:
         conn.execute(dialect.statement("holder_upsert", dict(_TIMES), holder_table=control.holder), {
             "flow": flow, "agent_id": self.agent_id, "host": self.host[:255], "pid": self.pid,
-            "session_id": self._session_ids.get(self.specs[flow].system if flow in self.specs else ""),
-            "since": since, "heartbeat_at": now})
+            "session_id": self._session_ids.get(system), "since": since, "heartbeat_at": now})
 
     def _beat(self, system: str, now: dt.datetime) -> list[Holder]:
         """The heartbeat: this agent's own row and each flow it holds there; stale rows pruned; every row read back."""
         def write(conn: sa.Connection, dialect: Any, control: ControlTables) -> None:
-            self._upsert(conn, dialect, control, HOLDER_AGENT_ROW, self.started_at, now)
+            self._upsert(conn, dialect, control, system, HOLDER_AGENT_ROW, self.started_at, now)
             for flow, since in list(self._held.items()):
                 if self.specs[flow].system == system:
-                    self._upsert(conn, dialect, control, flow, since, now)
+                    self._upsert(conn, dialect, control, system, flow, since, now)
             conn.execute(dialect.statement("holder_prune", dict(_STALE), holder_table=control.holder),
                          {"stale_before": now - 2 * self.config.model.locks.stale_bound})
 
