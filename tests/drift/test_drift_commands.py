@@ -71,7 +71,8 @@ def test_snapshot_lists_what_the_issue_asks_for(db_factory, tmp_path):
     ]
     erp = yaml.safe_load((plant.folder / "schema_snapshots" / "erp.yaml").read_text())
     assert list(erp["tables"]) == [
-        "staging.agent_holder", "staging.agent_ledger", "staging.agent_quarantine", "staging.agent_run", "staging.agent_watermark", "staging.stg_scrap_reason",
+        "staging.agent_holder", "staging.agent_ledger", "staging.agent_quarantine", "staging.agent_run",
+        "staging.agent_watermark", "staging.stg_scrap_reason",
         "staging.stg_work_order",
     ]
     assert erp["tables"]["staging.stg_work_order"]["unique"] == [
