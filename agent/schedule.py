@@ -167,8 +167,9 @@ def build_scheduler(
     if problems:
         raise SchemaMismatch("\n".join(problems))
     if monitor is not None:
-        def check() -> None:  # the scheduler's current flows: a reload adds and removes them
-            monitor.check({job.name: job.context for job in flow_jobs(scheduler) if job.context is not None})
+        def check() -> None:  # the scheduler's current flows (a reload adds and removes them) this agent holds
+            monitor.check({job.name: job.context for job in flow_jobs(scheduler)
+                           if job.context is not None and job.holding()})
 
         every = max(config.model.alerts.check_every.total_seconds(), 0.1)
         scheduler.add_job(check, IntervalTrigger(seconds=every), id=MONITOR_JOB, name="quarantine and backlog check",
