@@ -4,7 +4,7 @@
 - `status` says per flow who holds it (host, pid, since), or that it is free;
 - SQLite (a file lock next to the ERP database): of two agents one holds the flow and the other is in standby;
   SIGKILL of the holder lets the other take the flow over within 10 s, and staging equals the source afterwards.
-(The three agents with four flows on PostgreSQL and MariaDB: tests/faults/test_flow_locks.py.)
+(The three agents with four flows on PostgreSQL and MariaDB: tests/faults/test_several_agents.py.)
 """
 
 from __future__ import annotations
