@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from agent.config import load_config
 from agent.connect import Systems
@@ -161,3 +162,29 @@ def test_a_lock_session_the_database_ends_puts_its_flows_in_standby_at_the_next_
         locks.close()
         systems.dispose()
     assert holder_of(config) is None
+
+
+def test_a_reload_releases_removed_flows_and_takes_added_ones(db_factory, tmp_path):
+    pair, config = plant(db_factory, "postgresql", tmp_path, "reload")
+    loaded = load_config(config)
+    systems = Systems(loaded)
+    locks = FlowLocks(loaded, systems)
+    try:
+        locks.round()
+        assert locks.held() == ["wo"]
+        document = yaml.safe_load(config.read_text(encoding="utf-8"))
+        document["flows"] = {"wo_renamed": document["flows"]["wo"]}
+        renamed = tmp_path / "renamed.yaml"
+        renamed.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        locks.update(load_config(renamed), systems)
+        assert locks.held() == ["wo_renamed"]
+        engine = sa.create_engine(pair.erp_url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT flow FROM staging.agent_holder ORDER BY flow")).scalars().all()
+            free = conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtextextended('mes-erp-agent:staging.wo', 0))"))
+            assert free.scalar() is True  # the removed flow's lock was released: anyone may take it
+        engine.dispose()
+        assert rows == ["*", "wo_renamed"]
+    finally:
+        locks.close()
+        systems.dispose()
