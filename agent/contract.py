@@ -38,7 +38,10 @@ VERSION_TEXT_MAX = 128  # characters of stg_source_version
 # (flow, source key, source version) the agent staged: the duplicate check reads it, never the staging rows,
 # which an ERP import job may delete (consume) or update.
 WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE, LEDGER_TABLE = "agent_watermark", "agent_run", "agent_quarantine", "agent_ledger"
-CONTROL_TABLES = (WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE, LEDGER_TABLE)
+# agent_holder: which agent (host, pid) holds each flow's lock (several agents on one configuration; agent/locks.py).
+HOLDER_TABLE = "agent_holder"
+HOLDER_AGENT_ROW = "*"  # agent_holder.flow of an agent's own row: it is alive, whether it holds a flow or not
+CONTROL_TABLES = (WATERMARK_TABLE, RUN_TABLE, QUARANTINE_TABLE, LEDGER_TABLE, HOLDER_TABLE)
 
 # Staging table layouts: `agent` (the default) is the stg_* layout of tables `sql ddl` creates; `vendor` is an
 # interface table whose layout the ERP vendor defines: the agent adds no column to it and creates no DDL for it.
@@ -63,6 +66,7 @@ class ControlTables:
     run: str
     quarantine: str
     ledger: str
+    holder: str
 
     @classmethod
     def in_schema(cls, dialect: QualifiesTables, schema: str) -> ControlTables:
@@ -71,6 +75,7 @@ class ControlTables:
             run=dialect.table(schema, RUN_TABLE),
             quarantine=dialect.table(schema, QUARANTINE_TABLE),
             ledger=dialect.table(schema, LEDGER_TABLE),
+            holder=dialect.table(schema, HOLDER_TABLE),
         )
 
 

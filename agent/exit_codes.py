@@ -11,4 +11,5 @@ class ExitCode(IntEnum):
     CONFIG = 2  # configuration error, including a table or column that does not exist (nothing was moved)
     DRIFT = 3  # a flow halted on schema drift
     PRIVILEGES = 4  # `run --strict-privileges`: a login can do more than its grants; nothing was started
+    HELD_ELSEWHERE = 5  # `run --once`: another agent holds a flow's lock (it moves that flow); that flow was not run
     INTERRUPTED = 130  # Ctrl+C (the demo), or `run --once` stopped by SIGTERM/SIGINT after a committed batch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -244,16 +244,18 @@ def _record_outcome(ctx: FlowContext, outcome: str, message: str, position: Wate
 
 def run_once(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: Gate | None = None,
-    on_batch: BatchListener | None = None, stopping: StopCheck | None = None,
+    on_batch: BatchListener | None = None, stopping: StopCheck | None = None, skip: Collection[str] = (),
 ) -> list[FlowReport]:
-    """`run --once`: prepare every flow first (configuration errors stop everything), then run each.
+    """`run --once`: prepare every flow first (configuration errors stop everything), then run each. Flows in `skip`
+    (another agent holds them) are neither prepared nor run.
 
     A flow whose tables no longer match its configuration because of schema drift is halted, not an error.
     """
     contexts: dict[str, FlowContext] = {}
     halted: dict[str, FlowReport] = {}
     problems = []
-    for name in config.flows(only):
+    names = [name for name in config.flows(only) if name not in skip]
+    for name in names:
         try:
             contexts[name] = prepare(config, systems, name)
         except SchemaMismatch as exc:
@@ -265,7 +267,7 @@ def run_once(
     if problems:
         raise SchemaMismatch("\n".join(problems))
     reports = []
-    for name in config.flows(only):
+    for name in names:
         if stopping is not None and stopping():
             reports.append(FlowReport(name, stopped=True).finish(message="not run: the agent was stopping"))
         else:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from agent import recovery
 from agent.config import ROW_GONE, FlowConfig, LoadedConfig, OutcomeConfig
 from agent.dialects import Dialect
+from agent.lock_sql import lock_statements as lock_sql
 from agent.health.probe import newest_source_sql
 from agent.outcome import outcome_source
 from agent.read import read_sql, source_sql_for
@@ -170,6 +171,12 @@ def quarantine_statements(config: LoadedConfig, name: str) -> list[Statement]:
     return found
 
 
+def lock_statements(config: LoadedConfig, name: str) -> list[Statement]:
+    """The flow's lock and agent_holder (agent/lock_sql.py)."""
+    return [Statement(system, dialect, template, purpose, sql, params)
+            for system, dialect, template, purpose, sql, params in lock_sql(config, name)]
+
+
 def status_statements(config: LoadedConfig, name: str) -> list[Statement]:
     """What `mes-erp-agent status` reads for one flow (after watermark_select)."""
     flow = config.model.flows[name]
@@ -267,6 +274,8 @@ def render_sql_text(config: LoadedConfig, only: str | None = None) -> str:
         source, target = system_dialect(config, flow.source), system_dialect(config, flow.target)
         title = f"flow {name}: {flow.source} ({source.name}) -> {flow.target} ({target.name})"
         parts += _section(title, flow_statements(config, name))
+        parts += _section(f"flow {name}: its lock (one agent moves the flow; several agents may run)",
+                          lock_statements(config, name))
         parts += _section(f"`mes-erp-agent status`, flow {name}", status_statements(config, name))
         outcomes = outcome_statements(config, name)
         if outcomes:

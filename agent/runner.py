@@ -17,6 +17,7 @@ is rolled back by the database when the process closes its connections; the next
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -41,6 +42,7 @@ from agent.errors import ConfigError, SchemaMismatch, SnapshotError
 from agent.exit_codes import ExitCode
 from agent.health import FlowHealth, HealthServer, HttpBindError
 from agent.lifecycle import Lifecycle
+from agent.locks import FlowLocks
 from agent.monitor import Monitor
 from agent.runtime import StatusFile, status_path
 from agent.schedule import FlowJob, build_scheduler
@@ -74,6 +76,8 @@ class Runner:
         self.server: HealthServer | None = None
         self.snapshot_watcher: SnapshotWatcher | None = None
         self.config_watcher: ConfigWatcher | None = None
+        # Several agents on one configuration: each flow is moved by the one holding its lock (agent/locks.py).
+        self.locks = FlowLocks(config, self.systems, only, on_change=self._lock_changed, guard=self._poll_lock)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def run(self) -> ExitCode:
@@ -93,7 +97,7 @@ class Runner:
         try:
             self.gate = DriftGate(self.config, self.systems, self.only, book=self.book)
             self.scheduler = build_scheduler(self.config, self.systems, self.only, self.gate, monitor=self.monitor,
-                                             stop=self.stop, in_flight=self.in_flight)
+                                             stop=self.stop, in_flight=self.in_flight, locks=self.locks)
             self.server = HealthServer(self.health, self.config.model.http).start() if self.config.model.http else None
         except (SnapshotError, SchemaMismatch, HttpBindError) as exc:
             what = "cannot check for schema drift" if isinstance(exc, SnapshotError) else (
@@ -105,6 +109,11 @@ class Runner:
             self.book.close()
             self.systems.dispose()
             return False
+        for name in self.locks.specs:  # every flow in standby until its lock is taken (the first round, now)
+            self.health.set_standby(name, True)
+        self.locks.start()
+        log.info("flow locks: this agent holds %s; the others stay in standby while another agent holds them",
+                 ", ".join(self.locks.held()) or "no flow")
         self.snapshot_watcher = SnapshotWatcher(self.gate).start()  # an accepted snapshot resumes halted flows
         self.config_watcher = ConfigWatcher(self.config.path, lambda: self._request_reload("the file changed")).start()
         # Every stop path meets here: SIGTERM/SIGINT (StopRequest) and the service manager (Lifecycle) tell each other.
@@ -138,6 +147,19 @@ class Runner:
         """What SIGTERM does; the Windows service's stop calls it too."""
         self.stop.request(reason)
 
+    def _lock_changed(self, flow: str, held: bool) -> None:
+        """Took a flow: it polls now. Lost one: standby (a run in flight ends after its batch)."""
+        self.health.set_standby(flow, not held)
+        scheduler = self.scheduler
+        if held and scheduler is not None and scheduler.running and not self.stop.is_set():
+            with contextlib.suppress(LookupError):  # removed by a reload meanwhile
+                scheduler.modify_job(flow, next_run_time=dt.datetime.now(scheduler.timezone))
+        self.status.update()
+
+    def _poll_lock(self, flow: str) -> threading.Lock | None:
+        job = self.scheduler.get_job(flow) if self.scheduler is not None else None
+        return job.func.poll_lock if job is not None and isinstance(job.func, FlowJob) else None
+
     def _shut_down_scheduler(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)  # no new poll; polls in flight go on in their threads
@@ -156,6 +178,8 @@ class Runner:
         for watcher in (self.config_watcher, self.snapshot_watcher):
             if watcher is not None:
                 watcher.stop()
+        if finished:
+            self.locks.close()  # released, and this agent's agent_holder rows removed: a peer takes the flows now
         if self.server is not None:
             self.server.stop()
         if self.gate is not None:
@@ -218,7 +242,8 @@ class Runner:
         for name, flow in new_flows.items():
             if not systems_changed and old_flows.get(name) == flow:
                 continue
-            job = FlowJob(new, systems, name, gate, monitor=self.monitor, stop=self.stop, in_flight=self.in_flight)
+            job = FlowJob(new, systems, name, gate, monitor=self.monitor, stop=self.stop, in_flight=self.in_flight,
+                          locks=self.locks)
             try:
                 job.prepare()
             except SchemaMismatch as exc:
@@ -254,6 +279,10 @@ class Runner:
             if isinstance(job.func, FlowJob) and job.id not in plan.jobs:
                 job.func.gate = plan.gate  # unchanged flows: the new gate watches the new set of tables
         self.health.set_flows({name: flow.batch_size for name, flow in new.flows(self.only).items()})
+        for name in plan.jobs:
+            if not self.locks.holds(name):
+                self.health.set_standby(name, True)
+        self.locks.update(new, plan.systems)  # removed flows released, added ones tried now
         recovery.sync_jobs(self.scheduler, new.flows(self.only), self.book)  # `reconcile:`/`deletes:` pass jobs
         old_gate, old_systems = self.gate, self.systems
         self.gate, self.systems, self.config, self.monitor.config = plan.gate, plan.systems, new, new

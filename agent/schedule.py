@@ -27,6 +27,7 @@ from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems, known_passwords
 from agent.drift.gate import DriftGate
 from agent.errors import AgentError, SchemaMismatch, SecretUnavailable, system_of
+from agent.locks import FlowLocks
 from agent.monitor import Monitor
 from agent.report import FAILED, HALTED, FlowReport
 from agent.retry import FailureStreak
@@ -52,14 +53,17 @@ class FlowJob:
     its snapshots was reloaded (an accepted schema change), and when drift kept them from being looked up.
     `on_batch` is told of each committed batch (the demo's live view); `monitor` of each poll's report.
 
-    After a failed poll the flow backs off: calls during the wait return None at once, without a query."""
+    After a failed poll the flow backs off: calls during the wait return None at once, without a query. So do calls
+    while another agent holds the flow (`locks`: the flow is in standby here), and a run in flight ends after its
+    batch when this agent loses the flow's lock."""
 
     def __init__(
         self, config: LoadedConfig, systems: Systems, name: str, gate: pipeline.Gate | None,
         on_batch: pipeline.BatchListener | None = None, monitor: Monitor | None = None,
-        stop: StopRequest | None = None, in_flight: InFlight | None = None,
+        stop: StopRequest | None = None, in_flight: InFlight | None = None, locks: FlowLocks | None = None,
     ):
         self.config, self.systems, self.name, self.gate = config, systems, name, gate
+        self.locks = locks
         self.on_batch, self.monitor = on_batch, monitor
         self.stop, self.in_flight = stop or StopRequest(), in_flight or InFlight()
         self.retired = False  # a reload replaced or removed the flow: a run in flight ends after its batch
@@ -80,9 +84,11 @@ class FlowJob:
         self.generation = generation
 
     def __call__(self) -> FlowReport | None:
-        if self.streak.waiting() or self.stopping():
+        if self.streak.waiting() or self.stopping() or not self.holding():
             return None
         with self.in_flight, self.poll_lock:
+            if not self.holding():  # handed to another agent while this poll waited for the lock
+                return None
             report = self._poll()
         if report.outcome == FAILED:
             self.streak.failed(report)
@@ -120,16 +126,22 @@ class FlowJob:
                 report = FlowReport(self.name, system=system_of(exc))
                 return report.finish(FAILED, _first_line(exc), log_failure=False)
         assert self.context is not None
-        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False, stopping=self.stopping)
+        return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False,
+                                 stopping=lambda: self.stopping() or not self.holding())
 
     def stopping(self) -> bool:
         return self.retired or self.stop.is_set()
+
+    def holding(self) -> bool:
+        """This agent holds the flow's lock (always, without `locks`: one agent, or the demo)."""
+        return self.locks is None or self.locks.holds(self.name)
 
 
 def build_scheduler(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None,
     on_batch: pipeline.BatchListener | None = None, scheduler_class: type[BaseScheduler] = BlockingScheduler,
     monitor: Monitor | None = None, stop: StopRequest | None = None, in_flight: InFlight | None = None,
+    locks: FlowLocks | None = None,
 ) -> BaseScheduler:
     """One FlowJob per flow, with id the flow's name, on the flow's trigger. `scheduler_class=BackgroundScheduler`
     gives the same jobs, triggers and defaults running in the background (the demo drives its view meanwhile).
@@ -144,7 +156,7 @@ def build_scheduler(
     problems = []
     jobs: list[FlowJob] = []
     for name in flows:
-        job = FlowJob(config, systems, name, gate, on_batch, monitor, stop, in_flight)
+        job = FlowJob(config, systems, name, gate, on_batch, monitor, stop, in_flight, locks)
         try:
             job.prepare()
         except SchemaMismatch as exc:
@@ -155,8 +167,9 @@ def build_scheduler(
     if problems:
         raise SchemaMismatch("\n".join(problems))
     if monitor is not None:
-        def check() -> None:  # the scheduler's current flows: a reload adds and removes them
-            monitor.check({job.name: job.context for job in flow_jobs(scheduler) if job.context is not None})
+        def check() -> None:  # the scheduler's current flows (a reload adds and removes them) this agent holds
+            monitor.check({job.name: job.context for job in flow_jobs(scheduler)
+                           if job.context is not None and job.holding()})
 
         every = max(config.model.alerts.check_every.total_seconds(), 0.1)
         scheduler.add_job(check, IntervalTrigger(seconds=every), id=MONITOR_JOB, name="quarantine and backlog check",
@@ -172,7 +185,7 @@ def _prune_ledgers(config: LoadedConfig, scheduler: BaseScheduler) -> None:
     """Every prepared flow's agent_ledger entries older than `ledger.keep`; a flow whose ERP is down waits."""
     for job in flow_jobs(scheduler):
         ctx = job.context
-        if ctx is None:
+        if ctx is None or not job.holding():  # a flow in standby: its holder prunes
             continue
         try:
             ledger.prune(ctx.target_engine, ctx.target_dialect, ctx.control, ctx.name, config.model.ledger.keep)

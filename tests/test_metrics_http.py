@@ -28,7 +28,7 @@ from health_support import (
 )
 from helpers import cli, scalar, table_name
 
-STATES = ("starting", "ok", "catching_up", "failing", "halted")
+STATES = ("starting", "ok", "catching_up", "failing", "halted", "standby")
 
 
 def get(url: str) -> tuple[int, str, str]:

@@ -158,10 +158,10 @@ def test_sql_server_batch_statements_use_a_temp_table_and_identity(mssql_config,
     assert "    [order_no] int NULL,\n    [qty_good] decimal(18,3) NULL,\n    [due_date] datetime2(6) NOT NULL,\n" in ddl.output
     statements = [s for s in ddl.output.split(";\n\n")]
     kinds = [type(p).__name__ for statement in statements for p in sqlglot.parse(statement.strip().rstrip(";"), read="tsql")]
-    # The schema, four control tables, then per staging table its CREATE, its index and the ledger seed (an
+    # The schema, five control tables, then per staging table its CREATE, its index and the ledger seed (an
     # upgrade's rows, recorded as staged).
-    assert kinds == ["IfBlock"] * 5 + ["IfBlock", "IfBlock", "Insert"] * ((len(kinds) - 5) // 3), kinds
-    assert len(kinds) == len(statements) and len(kinds) > 5
+    assert kinds == ["IfBlock"] * 6 + ["IfBlock", "IfBlock", "Insert"] * ((len(kinds) - 6) // 3), kinds
+    assert len(kinds) == len(statements) and len(kinds) > 6
 
 
 def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config):
@@ -169,6 +169,7 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
     assert result.exit_code == 0, result.output
     sections = re.findall(r"^-- (start-up.*|flow .*|`mes-erp-agent status`.*|import outcomes.*)$", result.output, re.M)
     assert sections == ["start-up, once per system", "flow scrapped: mes (mssql) -> erp (mssql)",
+                        "flow scrapped: its lock (one agent moves the flow; several agents may run)",
                         "`mes-erp-agent status`, flow scrapped",
                         "import outcomes, flow scrapped: the running agent's check and `mes-erp-agent outcomes`"]
     templates = re.findall(r"^--    system (\w+) \(mssql\), template sql/mssql/(\w+)\.sql$", result.output, re.M)
@@ -183,6 +184,8 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         # reconcile, deletes, backfill (their keyset read and watermark select are the polls', listed above)
         ("mes", "reconcile_source_buckets"), ("erp", "reconcile_ledger_buckets"), ("erp", "reconcile_ledger_entries"),
         ("erp", "ledger_oldest"), ("mes", "reconcile_source_keys"), ("mes", "source_count"),
+        ("erp", "flow_lock_session"), ("erp", "flow_lock_take"), ("erp", "flow_lock_release"), ("erp", "holder_upsert"),
+        ("erp", "holder_release"), ("erp", "holder_prune"), ("erp", "holder_select"),
         ("erp", "status_totals"), ("erp", "status_last_run"), ("erp", "outcome_counts"), ("erp", "status_quarantine"),
         ("erp", "outcome_errors"),
         ("erp", "quarantine_list"), ("erp", "replay_pending"), ("erp", "replay_ledger_versions"),
@@ -246,6 +249,7 @@ def statements_of(script: str) -> list[str]:
         'GRANT SELECT, INSERT ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
         'GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE "staging"."agent_quarantine" TO "erp_agent";',
         'GRANT SELECT, INSERT, DELETE ON TABLE "staging"."agent_ledger" TO "erp_agent";',
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "staging"."agent_holder" TO "erp_agent";',
     ]),
     ("mysql", [
         "CREATE USER IF NOT EXISTS 'mes_agent'@'%' IDENTIFIED BY 'CHANGE_ME';",
@@ -259,6 +263,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
         "GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON `staging`.`agent_quarantine` TO 'erp_agent'@'%';",
         "GRANT SELECT, INSERT, DELETE ON `staging`.`agent_ledger` TO 'erp_agent'@'%';",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON `staging`.`agent_holder` TO 'erp_agent'@'%';",
     ]),
     ("mssql", [
         "IF SUSER_ID(N'mes_agent') IS NULL CREATE LOGIN [mes_agent] WITH PASSWORD = N'CHANGE_ME', CHECK_POLICY = ON;",
@@ -276,6 +281,7 @@ def statements_of(script: str) -> list[str]:
         "GRANT SELECT, INSERT, VIEW DEFINITION ON [staging].[agent_quarantine] TO [erp_agent];",
         "GRANT UPDATE ON [staging].[agent_quarantine] (reason, replayed_at, replay_batch_id, replay_outcome) TO [erp_agent];",
         "GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON [staging].[agent_ledger] TO [erp_agent];",
+        "GRANT SELECT, INSERT, UPDATE, DELETE, VIEW DEFINITION ON [staging].[agent_holder] TO [erp_agent];",
     ]),
     ("sqlite", [], []),
 ])

@@ -94,14 +94,16 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
         statements = sql_review.startup_statements(config) + [
             s for name in config.model.flows
             for s in sql_review.flow_statements(config, name) + sql_review.status_statements(config, name)
-            + sql_review.quarantine_statements(config, name)
+            + sql_review.quarantine_statements(config, name) + sql_review.lock_statements(config, name)
         ]
         # PostgreSQL loads a batch with COPY (a stream, no bind parameters); the others bind one row's values.
         found[dialect] = {(s.template, s.purpose): sorted(dict(s.params)) for s in statements
                           if s.template != "load_batch_table"}
     keys = {dialect: set(statements) for dialect, statements in found.items()}
-    # SQLite has no logins: its privilege check is a comment, so it runs nothing and binds nothing.
-    assert keys["sqlite"] | {k for k in keys["postgresql"] if k[0] == "privilege_check"} == keys["postgresql"]
+    # SQLite has no logins and no sessions: its privilege check and its flow-lock templates (a file lock instead) are
+    # comments, so they run nothing and bind nothing.
+    comments = {"privilege_check", "flow_lock_take", "flow_lock_release", "flow_lock_session"}
+    assert keys["sqlite"] | {k for k in keys["postgresql"] if k[0] in comments} == keys["postgresql"]
     for dialect in ("mysql", "mssql"):
         assert keys[dialect] == keys["postgresql"]
     for key, params in found["postgresql"].items():
@@ -160,6 +162,26 @@ def _measure_health(scenario: Scenario) -> None:
 
 
 EXERCISES["source_newest"] = _measure_health
+
+
+def _lock_round(scenario: Scenario) -> None:
+    """A lock round of the long-running agent under its own login (agent/locks.py): the heartbeat, the prune of
+    agents that stopped writing theirs, the take of every free flow; then the stop releases them."""
+    from agent.connect import Systems
+    from agent.locks import FlowLocks
+
+    config = load_config(scenario.config)
+    systems = Systems(config)
+    locks = FlowLocks(config, systems)
+    try:
+        locks.round()
+        assert locks.held() == ["scrap_view", "work_orders"]
+    finally:
+        locks.close()
+        systems.dispose()
+
+
+EXERCISES["holder_prune"] = _lock_round
 
 RESUBMIT = {"status_column": "stg_status", "pending": ["PENDING"], "error": ["ERROR"], "error_text": ["stg_error"],
             "resubmit": {"stg_status": "PENDING", "stg_error": None}}
@@ -412,7 +434,7 @@ def test_every_sql_server_template_is_rendered_and_compiles_as_tsql(tmp_path, mo
                 assert re.search(r"(?<![:\w\\]):[A-Za-z_]", compiled) is None, (template, compiled)  # all bound as ?
                 parsed = sqlglot.parse(re.sub(r"(?<![:\w\\]):(\w+)", r"@\1", part.rstrip(";")), read="tsql")
                 assert len(parsed) == 1 and not isinstance(parsed[0], sqlglot.exp.Command), (template, part)
-    # the schema, four control tables, the upgrade note for an old agent_quarantine, and per staging table (2) its
+    # the schema, five control tables, the upgrade note for an old agent_quarantine, and per staging table (2) its
     # table, index and ledger seed
-    assert len(ddl) == 12
+    assert len(ddl) == 13
 

@@ -159,6 +159,7 @@ def test_each_script_reads_exactly_the_source_columns_and_inserts_only_in_its_ow
             "GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) "
             f"{on}{name(side.staging, 'agent_quarantine')} TO {login};",
             f"GRANT SELECT, INSERT, DELETE {on}{name(side.staging, 'agent_ledger')} TO {login};",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE {on}{name(side.staging, 'agent_holder')} TO {login};",
         ]
     for system, script in setup.scripts.items():
         lines = [line for line in script.splitlines() if line.startswith("GRANT") or "(flows: " in line]

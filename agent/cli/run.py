@@ -14,6 +14,7 @@ from agent.connect import Systems
 from agent.drift.gate import DriftGate
 from agent.errors import ConfigError, SchemaMismatch, SnapshotError
 from agent.exit_codes import ExitCode
+from agent.locks import FlowLocks
 from agent.stopping import StopRequest
 
 _NUMBER_COLUMNS = ("read", "written", "already staged", "quarantined", "batches", "seconds")
@@ -43,24 +44,37 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
     gate: DriftGate | None = None
     stop = StopRequest()
     restore_signals = stop.install_signal_handlers()  # SIGTERM/SIGINT: stop after the batch in flight, exit 130
+    locks = FlowLocks(config, systems, flow_name, share=False)  # one agent per flow, the running ones included
+    elsewhere: list[str] = []
     try:
         gate = DriftGate(config, systems, flow_name)
-        reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set)
+        elsewhere, unlocked = locks.take_all(config.flows(flow_name))
+        reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set,
+                                    skip=[*elsewhere, *unlocked])
+        reports += [report.FlowReport(name).finish(report.FAILED, message, log_failure=False)
+                    for name, message in unlocked.items()]
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
     except (ConfigError, SchemaMismatch) as exc:
         fail(f"{config.path}: configuration does not match the databases; no data was moved:\n{exc}", ExitCode.CONFIG)
     finally:
+        locks.close()
         if gate is not None:
             gate.close()  # alerts still being sent get `alerts.exit_wait`; the rest go out at the next run
         systems.dispose()
         restore_signals()
     _print_reports(reports)
+    for name in elsewhere:
+        holder = locks.holder_of(name)
+        who = holder.describe() if holder is not None else "another agent (agent_holder does not name it yet)"
+        errors.print(f"flow {name} is held by {who}; nothing was run. That agent moves the flow; this one runs it when "
+                     "the flow is free (that agent stopped or died).", markup=False, highlight=False, soft_wrap=True)
     if stop.is_set():
         errors.print(f"stopped by {stop.reason} after the last committed batch; the next run goes on from there",
                      markup=False, highlight=False)
         sys.exit(int(ExitCode.INTERRUPTED))
-    sys.exit(int(exit_code_for(reports)))
+    code = exit_code_for(reports)
+    sys.exit(int(ExitCode.HELD_ELSEWHERE if code == ExitCode.OK and elsewhere else code))
 
 
 def exit_code_for(reports: list[report.FlowReport]) -> ExitCode:

@@ -18,10 +18,12 @@ from agent.cli.common import age_text, config_option, console, errors, load_or_e
 from agent.config import LoadedConfig
 from agent.connect import Systems, known_passwords, scrub
 from agent.exit_codes import ExitCode
+from agent.locks import Holder, read_holders, utc_now
 from agent.report import read_flow_status
 from agent.runtime import is_alive, read_status, status_path
 
-_STATES = {"ok": "ok", "catching_up": "catching up", "halted": "halted on drift", "starting": "starting"}
+_STATES = {"ok": "ok", "catching_up": "catching up", "halted": "halted on drift", "starting": "starting",
+           "standby": "standby (another agent holds it)"}
 _LIVE_KEYS = ("state", "message", "failing_since", "consecutive_failures", "last_success_at", "last_poll_at",
               "lag_seconds", "next_run")
 
@@ -36,6 +38,7 @@ def status(config_path: Path, as_json: bool) -> None:
     systems = Systems(config)
     try:
         statuses = [read_flow_status(config, systems, name) for name in config.model.flows]
+        _add_holders(config, systems, statuses)
     finally:
         systems.dispose()
     agent = _merge_agent_view(config, statuses)
@@ -45,6 +48,41 @@ def status(config_path: Path, as_json: bool) -> None:
     else:
         _print_statuses(statuses, agent, config.path)
     sys.exit(int(ExitCode.FLOW_FAILED if any("error" in s for s in statuses) else ExitCode.OK))
+
+
+def _add_holders(config: LoadedConfig, systems: Systems, statuses: list[dict[str, Any]]) -> None:
+    """`held_by`: the agent holding each flow's lock, as agent_holder shows it (None: free; absent: unreadable)."""
+    rows: dict[str, list[Holder] | None] = {}
+    stale_after = config.model.locks.stale_bound
+    for s in statuses:
+        system = config.model.flows[s["flow"]].target
+        if system not in rows:
+            try:
+                rows[system] = read_holders(config, systems, system)
+            except Exception:  # an ERP down (its figures say so), or an agent_holder not made yet by `sql ddl`
+                rows[system] = None
+        found = rows[system]
+        if found is None:
+            continue
+        mine = [h for h in found if h.flow == s["flow"]]
+        holder = max(mine, key=lambda h: h.heartbeat_at) if mine else None
+        s["held_by"] = None if holder is None else {
+            "host": holder.host, "pid": holder.pid, "agent_id": holder.agent_id, "session_id": holder.session_id,
+            "since": f"{holder.since:%Y-%m-%d %H:%M:%S}Z", "heartbeat_at": f"{holder.heartbeat_at:%Y-%m-%d %H:%M:%S}Z",
+            "stale": utc_now() - holder.heartbeat_at > stale_after}
+
+
+def holder_line(s: dict[str, Any]) -> str | None:
+    """`flow X: held by HOST (pid N) since T`, `free`, or `stale` (its holder stopped writing its heartbeat)."""
+    if "held_by" not in s:
+        return None
+    held = s["held_by"]
+    if held is None:
+        return f"flow {s['flow']}: free (no agent holds it)"
+    if held["stale"]:
+        return (f"flow {s['flow']}: stale: held by {held['host']} (pid {held['pid']}) since {held['since']}, no heartbeat "
+                f"since {held['heartbeat_at']} (that agent died or lost the ERP; another agent takes the flow over)")
+    return f"flow {s['flow']}: held by {held['host']} (pid {held['pid']}) since {held['since']}"
 
 
 def _merge_agent_view(config: LoadedConfig, statuses: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -105,6 +143,9 @@ def _print_statuses(statuses: list[dict[str, Any]], agent: dict[str, Any] | None
         console.print(f"The agent is not running (last seen {agent.get('written_at')} on {agent.get('host')}, "
                       f"pid {agent.get('pid')}): figures are from the ERP only. Start it with: mes-erp-agent run -c FILE")
     for s in statuses:
+        line = holder_line(s)
+        if line is not None:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         if "error" in s:
             errors.print(f"flow {s['flow']}: cannot read its status on system {s['system']} ({s['url']}): {s['error']}",
                          markup=False, highlight=False, soft_wrap=True)

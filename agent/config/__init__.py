@@ -12,7 +12,7 @@ from agent.config.checks import cross_check
 from agent.config.loaded import LoadedConfig, suggest
 from agent.config.loader import ENV_REFERENCE, load_config
 from agent.config.basics import IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, Duration, Model, parse_duration
-from agent.config.interface import AGENT_LAYOUT_OUTCOME, ROW_GONE, LedgerConfig, OutcomeConfig
+from agent.config.interface import AGENT_LAYOUT_OUTCOME, ROW_GONE, LedgerConfig, LocksConfig, OutcomeConfig
 from agent.config.interface import RECONCILE_MARGIN, DeletesConfig, ReconcileConfig
 from agent.config.models import (
     CONTROL_COLUMN_PREFIX, PASSWORD_PLACEHOLDER, AgentConfig, AlertsConfig, ColumnMapping, EmailAlertConfig, FlowConfig,
@@ -42,6 +42,7 @@ __all__ = [
     "HttpConfig",
     "LedgerConfig",
     "LoadedConfig",
+    "LocksConfig",
     "Model",
     "OutcomeConfig",
     "ReconcileConfig",

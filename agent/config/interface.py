@@ -127,6 +127,27 @@ class LedgerConfig(Model):
         return self
 
 
+class LocksConfig(Model):
+    """`locks: {check_every: 2s}`: how often a running agent checks the flow locks it holds (in each target database),
+    tries the free ones, and writes its heartbeat into agent_holder. A flow whose holder died is taken over within
+    about two rounds; a holder is shown stale after `stale_after` (default five rounds) without a heartbeat."""
+
+    check_every: Duration = timedelta(seconds=2)
+    stale_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> LocksConfig:
+        if not timedelta(milliseconds=100) <= self.check_every <= timedelta(minutes=5):
+            raise ValueError("`check_every:` must be between 100ms and 5m, e.g. 2s")
+        if self.stale_after is not None and self.stale_after < 2 * self.check_every:
+            raise ValueError("`stale_after:` must be at least twice `check_every`, e.g. 10s")
+        return self
+
+    @property
+    def stale_bound(self) -> timedelta:
+        return self.stale_after if self.stale_after is not None else 5 * self.check_every
+
+
 Layout = Literal["agent", "vendor"]
 
 

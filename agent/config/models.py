@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from agent.config.basics import (
     IDENTIFIER_PATTERN, Duration, FilePath, Model,
 )
-from agent.config.interface import AGENT_LAYOUT_OUTCOME, DeletesConfig, LedgerConfig, OutcomeConfig, ReconcileConfig
+from agent.config.interface import AGENT_LAYOUT_OUTCOME, DeletesConfig, LedgerConfig, LocksConfig, OutcomeConfig, ReconcileConfig
 from agent.contract import CONTROL_COLUMN_PREFIX
 from agent.dialects import parse_any_type
 from agent.types import ColumnType
@@ -330,6 +330,7 @@ class AgentConfig(Model):
     retry: FlowRetry = FlowRetry()  # every flow's retry after a failed poll (database down, refused, restarting)
     http: HttpConfig | None = None  # None: no HTTP endpoint
     ledger: LedgerConfig = LedgerConfig()  # how long agent_ledger keeps what each flow staged
+    locks: LocksConfig = LocksConfig()  # several agents on one configuration: how often flow locks are checked
     # SIGTERM/SIGINT/service stop: flows finish the batch in flight; the agent exits (0) within this time at most,
     # a batch still being written then rolled back by the database (the next run re-reads it).
     stop_timeout: Duration = timedelta(seconds=30)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from agent.dialects import templates
+from agent.dialects.locking import LockSession, SessionLocks
 from agent.dialects.type_names import TypeNames
 from agent.types import ColumnType, integer_range
 
@@ -209,6 +210,10 @@ class Dialect:
 
     def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
         """Session setup run on every new connection (read-only mode, time zone, attached files)."""
+
+    def flow_locks(self, engine: sa.engine.Engine) -> LockSession:
+        """Where this database holds the flow locks of one agent: a session of its own (agent/dialects/locking.py)."""
+        return SessionLocks(self, engine)
 
     # --- the write path --------------------------------------------------------------------------
     def load_batch_table(

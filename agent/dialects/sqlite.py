@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 
 from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
+from agent.dialects.locking import FileLocks, LockSession
 from agent.dialects.mssql import MSSQLDialect
 from agent.dialects.mysql import MySQLDialect
 from agent.dialects.postgresql import PostgreSQLDialect
@@ -109,6 +110,10 @@ class SQLiteDialect(Dialect):
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if role == "target" else "BEGIN")
+
+    def flow_locks(self, engine: sa.engine.Engine) -> LockSession:
+        """No sessions to hold a lock: a file lock next to the ERP database file, freed when the process ends."""
+        return FileLocks(self, engine.url.database or "erp.db")
 
     def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
         # Let SQLAlchemy, not pysqlite, manage transactions (pysqlite's implicit BEGIN breaks isolation).

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 PREFIX = "mes_erp_agent_"
-STATES = ("starting", "ok", "catching_up", "failing", "halted")
+STATES = ("starting", "ok", "catching_up", "failing", "halted", "standby")
 OUTCOMES = ("pending", "error", "done")  # label `outcome` of import_rows
 # Poll durations: a poll that finds nothing takes milliseconds; an initial load of a large table minutes.
 POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)

@@ -10,7 +10,8 @@ The scheduler calls, per flow and from its worker threads:
 
 States: `starting` (no poll yet), `ok` (the last poll caught up), `catching_up` (a poll is moving full batches,
 or ended with rows still pending), `failing` (since the first failure of the current streak, with the first
-line of the error), `halted` (halted on schema drift, deliberately: it resumes by itself once resolved).
+line of the error), `halted` (halted on schema drift, deliberately: it resumes by itself once resolved), `standby`
+(another agent holds the flow's lock; healthy: this agent takes the flow over if that one dies).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from agent.outcome import OutcomeCounts
 from agent.report import FAILED, HALTED, BatchReport, FlowReport
 
 STARTING, OK, CATCHING_UP, FAILING, HALTED_ON_DRIFT = "starting", "ok", "catching_up", "failing", "halted"
-HEALTHY_STATES = (OK, HALTED_ON_DRIFT)  # /healthz answers 200 only when every flow is in one of these
+STANDBY = "standby"  # another agent holds the flow's lock (agent/locks.py): this one does not move it
+HEALTHY_STATES = (OK, HALTED_ON_DRIFT, STANDBY)  # /healthz answers 200 only when every flow is in one of these
 REDACTED = "***"
 Clock = Callable[[], dt.datetime]
 
@@ -149,6 +151,14 @@ class FlowHealth:
     def set_open_incidents(self, name: str, count: int) -> None:
         with self._lock:
             self._flows[name].open_incidents = count
+
+    def set_standby(self, name: str, standby: bool) -> None:
+        """The agent lost or took the flow's lock: `standby`, or back to `starting` until its next poll."""
+        with self._lock:
+            flow = self._flows.get(name)
+            if flow is not None and (standby or flow.state == STANDBY):
+                flow.message = None
+                self._set_state(flow, STANDBY if standby else STARTING)
 
     def healthy(self) -> bool:
         """True when every flow is ok or deliberately halted on drift (/healthz: 200)."""

@@ -3,8 +3,8 @@
 Per flow with `reconcile:` an interval job `reconcile:<flow>` (every `reconcile.every`), and with
 `deletes: {detect: true}` a job `deletes:<flow>` (every `deletes.every`), next to the flow's own poll job. A job
 uses the flow's prepared context; it skips a flow that is not prepared, halted on drift, backing off after failed
-polls, or stopping. The delete pass asks the source and writes its tombstones under the flow's poll lock, so no
-poll stages a re-inserted key in between. `sync_jobs` adds, reschedules and removes the jobs to match the
+polls, stopping, or in standby (another agent holds it). The delete pass asks the source and writes its tombstones
+under the flow's poll lock, so no poll stages a re-inserted key in between. `sync_jobs` adds, reschedules and removes the jobs to match the
 configuration (at start and after a reload).
 """
 
@@ -41,6 +41,8 @@ class PolledFlow(Protocol):
     @property
     def config(self) -> Any: ...
 
+    def holding(self) -> bool: ...
+
 
 def record_incident(book: IncidentBook, report: PassReport, ctx: FlowContext, config_path: Any,
                     at: dt.datetime | None = None) -> None:
@@ -72,7 +74,8 @@ class PassJob:
     def __call__(self) -> PassReport | None:
         job = self.scheduler.get_job(self.flow)
         polled: PolledFlow | None = job.func if job is not None else None
-        if polled is None or polled.context is None or polled.stop.is_set() or polled.last_outcome in (HALTED, FAILED):
+        if (polled is None or polled.context is None or polled.stop.is_set() or not polled.holding()
+                or polled.last_outcome in (HALTED, FAILED)):
             return None
         ctx = polled.context
         with polled.in_flight:

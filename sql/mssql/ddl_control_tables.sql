@@ -2,6 +2,7 @@
 -- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
 -- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
 -- job does to the staging rows).
+-- agent_holder: which agent (host, pid) holds each flow's lock, with its heartbeat (`status`; several agents).
 IF OBJECT_ID(N'{{ watermark_name }}', N'U') IS NULL
 CREATE TABLE {{ watermark_table }} (
     flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
@@ -52,4 +53,15 @@ CREATE TABLE {{ ledger_table }} (
     staged_at datetime2(7) NOT NULL,
     CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version),
     INDEX {{ ledger_index }} (flow, staged_at)
+);
+IF OBJECT_ID(N'{{ holder_name }}', N'U') IS NULL
+CREATE TABLE {{ holder_table }} (
+    flow nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    agent_id nvarchar(100) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    host nvarchar(255) NOT NULL,
+    pid int NOT NULL,
+    session_id nvarchar(20) NULL,
+    since datetime2(7) NOT NULL,
+    heartbeat_at datetime2(7) NOT NULL,
+    PRIMARY KEY (flow, agent_id)
 )

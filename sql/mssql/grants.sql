@@ -12,7 +12,9 @@
 --               (append-only; UPDATE only on agent_quarantine's replay columns reason, replayed_at,
 --               replay_batch_id, replay_outcome: `quarantine replay`); SELECT, INSERT and UPDATE on
 --               agent_watermark (one row per flow, moved forward); SELECT, INSERT and DELETE on agent_ledger
---               (what was staged; DELETE prunes old entries); VIEW DEFINITION on all of them.
+--               (what was staged; DELETE prunes old entries); SELECT, INSERT, UPDATE and DELETE on agent_holder
+--               (which agent holds which flow); VIEW DEFINITION on all of them. Flow locks are application locks
+--               (sp_getapplock, which every user may execute through the public role): no grant needed.
 --               The per-batch #temp table lives in tempdb, where every login may create one.
 --               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- Not a member of any fixed role (db_owner, db_datawriter, db_ddladmin); no DDL, no DELETE on staging tables,
@@ -40,6 +42,7 @@ GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT, VIEW DEFINITION ON {{ control.quarantine }} TO {{ login }};
 GRANT UPDATE ON {{ control.quarantine }} (reason, replayed_at, replay_batch_id, replay_outcome) TO {{ login }};
 GRANT SELECT, INSERT, DELETE, VIEW DEFINITION ON {{ control.ledger }} TO {{ login }};
+GRANT SELECT, INSERT, UPDATE, DELETE, VIEW DEFINITION ON {{ control.holder }} TO {{ login }};
 {% for e in error_tables %}
 GRANT SELECT ON {{ e.table }} TO {{ login }};
 {% endfor %}

@@ -32,10 +32,10 @@ SELECT N'may delete, alter or update in the staging schema', s.name + N'.' + t.n
 FROM sys.tables t
 JOIN sys.schemas s ON s.schema_id = t.schema_id
 WHERE s.name = :staging_schema
-  AND ((t.name <> N'agent_ledger'
+  AND ((t.name NOT IN (N'agent_ledger', N'agent_holder')
             AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'DELETE') = 1)
        OR HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'ALTER') = 1
-       OR (t.name NOT IN (N'agent_watermark', N'agent_quarantine')
+       OR (t.name NOT IN (N'agent_watermark', N'agent_quarantine', N'agent_holder')
            AND HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'UPDATE') = 1)
        OR (t.name = N'agent_quarantine' AND EXISTS (
            SELECT 1 FROM sys.columns col

@@ -2,6 +2,7 @@
 -- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
 -- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
 -- job does to the staging rows).
+-- agent_holder: which agent (host, pid) holds each flow's lock, with its heartbeat (`status`; several agents).
 CREATE TABLE IF NOT EXISTS {{ watermark_table }} (
     flow varchar(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
     watermark_columns varchar(1000) NOT NULL,
@@ -48,4 +49,14 @@ CREATE TABLE IF NOT EXISTS {{ ledger_table }} (
     staged_at datetime(6) NOT NULL,
     CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version),
     INDEX {{ ledger_index }} (flow, staged_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS {{ holder_table }} (
+    flow varchar(64) COLLATE utf8mb4_bin NOT NULL,
+    agent_id varchar(100) COLLATE utf8mb4_bin NOT NULL,
+    host varchar(255) NOT NULL,
+    pid integer NOT NULL,
+    session_id varchar(20) NULL,
+    since datetime(6) NOT NULL,
+    heartbeat_at datetime(6) NOT NULL,
+    PRIMARY KEY (flow, agent_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4

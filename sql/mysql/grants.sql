@@ -14,6 +14,8 @@
 --   Catalog:    information_schema shows a login the tables and columns it holds grants on; that is what
 --               the drift check watches. Nothing to grant.
 --               SELECT, INSERT and DELETE on agent_ledger (what was staged; DELETE prunes old entries).
+--               SELECT, INSERT, UPDATE and DELETE on agent_holder (which agent holds which flow: its rows only).
+--               Flow locks are user locks (GET_LOCK): no grant needed.
 --               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
 -- No CREATE/ALTER/DROP (no DDL), no DELETE on staging tables, no write outside the staging database, no
 -- global privileges.
@@ -38,6 +40,7 @@ GRANT SELECT, INSERT ON {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON {{ control.quarantine }} TO {{ login }};
 GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON {{ control.ledger }} TO {{ login }};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {{ control.holder }} TO {{ login }};
 {% for e in error_tables %}
 GRANT SELECT ON {{ e.table }} TO {{ login }};
 {% endfor %}

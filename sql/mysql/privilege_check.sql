@@ -17,8 +17,8 @@ FROM information_schema.TABLE_PRIVILEGES p
 WHERE p.GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')
   AND p.PRIVILEGE_TYPE <> 'SELECT'
   AND NOT (p.TABLE_SCHEMA = :staging_schema
-           AND (p.PRIVILEGE_TYPE = 'INSERT' OR (p.PRIVILEGE_TYPE = 'UPDATE' AND p.TABLE_NAME = 'agent_watermark')
-                OR (p.PRIVILEGE_TYPE = 'DELETE' AND p.TABLE_NAME = 'agent_ledger')))
+           AND (p.PRIVILEGE_TYPE = 'INSERT' OR (p.PRIVILEGE_TYPE = 'UPDATE' AND p.TABLE_NAME IN ('agent_watermark', 'agent_holder'))
+                OR (p.PRIVILEGE_TYPE = 'DELETE' AND p.TABLE_NAME IN ('agent_ledger', 'agent_holder'))))
 UNION ALL
 SELECT 'column privilege', CONCAT(p.TABLE_SCHEMA, '.', p.TABLE_NAME, '.', p.COLUMN_NAME, ': ', p.PRIVILEGE_TYPE)
 FROM information_schema.COLUMN_PRIVILEGES p

@@ -12,6 +12,8 @@
 --               columns only (reason, replayed_at, replay_batch_id, replay_outcome: `quarantine replay`);
 --               SELECT, INSERT and UPDATE on agent_watermark (one row per flow, moved forward); SELECT,
 --               INSERT and DELETE on agent_ledger (what was staged; DELETE prunes entries older than `ledger.keep`);
+--               SELECT, INSERT, UPDATE and DELETE on agent_holder (which agent holds which flow: its rows only).
+--               Flow locks are advisory locks (pg_try_advisory_lock): no grant needed.
 --               TEMPORARY on the database for the session-private batch table (dropped after each batch).
 --   Catalog:    pg_catalog is readable by every login; the drift check needs no grant.
 --               SELECT on a flow's `error_table:` (the ERP's messages of rejected rows).
@@ -42,6 +44,7 @@ GRANT SELECT, INSERT ON TABLE {{ control.run }} TO {{ login }};
 GRANT SELECT, INSERT ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT UPDATE (reason, replayed_at, replay_batch_id, replay_outcome) ON TABLE {{ control.quarantine }} TO {{ login }};
 GRANT SELECT, INSERT, DELETE ON TABLE {{ control.ledger }} TO {{ login }};
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {{ control.holder }} TO {{ login }};
 {% for e in error_tables %}
 {% if e.schema %}
 GRANT USAGE ON SCHEMA {{ e.schema }} TO {{ login }};

@@ -25,9 +25,9 @@ SELECT 'may delete, truncate or update in the staging schema', n.nspname || '.' 
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = :staging_schema
-  AND ((c.relname <> 'agent_ledger' AND pg_catalog.has_table_privilege(c.oid, 'DELETE'))
+  AND ((c.relname NOT IN ('agent_ledger', 'agent_holder') AND pg_catalog.has_table_privilege(c.oid, 'DELETE'))
        OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')
-       OR (c.relname NOT IN ('agent_watermark', 'agent_quarantine') AND pg_catalog.has_any_column_privilege(c.oid, 'UPDATE'))
+       OR (c.relname NOT IN ('agent_watermark', 'agent_quarantine', 'agent_holder') AND pg_catalog.has_any_column_privilege(c.oid, 'UPDATE'))
        OR (c.relname = 'agent_quarantine' AND EXISTS (
            SELECT 1 FROM pg_catalog.pg_attribute a
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

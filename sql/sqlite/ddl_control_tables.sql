@@ -2,6 +2,7 @@
 -- batch did (agent_run), the source rows that failed mapping or validation (agent_quarantine), and every
 -- (flow, source key, source version) it staged (agent_ledger: the duplicate check, whatever the ERP import
 -- job does to the staging rows).
+-- agent_holder: which agent (host, pid) holds each flow's lock, with its heartbeat (`status`; several agents).
 CREATE TABLE IF NOT EXISTS {{ watermark_table }} (
     flow VARCHAR(64) NOT NULL PRIMARY KEY,
     watermark_columns VARCHAR(1000) NOT NULL,
@@ -48,4 +49,14 @@ CREATE TABLE IF NOT EXISTS {{ ledger_table }} (
     staged_at TIMESTAMP NOT NULL,
     CONSTRAINT {{ ledger_unique }} UNIQUE (flow, source_key, source_version)
 );
-CREATE INDEX IF NOT EXISTS {{ schema }}.{{ ledger_index }} ON {{ ledger_table_unqualified }} (flow, staged_at)
+CREATE INDEX IF NOT EXISTS {{ schema }}.{{ ledger_index }} ON {{ ledger_table_unqualified }} (flow, staged_at);
+CREATE TABLE IF NOT EXISTS {{ holder_table }} (
+    flow VARCHAR(64) NOT NULL,
+    agent_id VARCHAR(100) NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    pid INTEGER NOT NULL,
+    session_id VARCHAR(20) NULL,
+    since TIMESTAMP NOT NULL,
+    heartbeat_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (flow, agent_id)
+)

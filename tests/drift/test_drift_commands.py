@@ -49,7 +49,7 @@ def test_snapshot_of_an_unchanged_database_is_byte_identical_across_captures(kin
     assert b"captured" not in first["mes.yaml"] and b"format: 1\n" in first["mes.yaml"]
     unchanged = cli("snapshot", "-c", str(plant.config))
     assert unchanged.output == (
-        f"system erp: {plant.folder}/schema_snapshots/erp.yaml matches the live schema (6 tables)\n"
+        f"system erp: {plant.folder}/schema_snapshots/erp.yaml matches the live schema (7 tables)\n"
         f"system mes: {plant.folder}/schema_snapshots/mes.yaml matches the live schema (2 tables)\n"
     )
 
@@ -71,7 +71,8 @@ def test_snapshot_lists_what_the_issue_asks_for(db_factory, tmp_path):
     ]
     erp = yaml.safe_load((plant.folder / "schema_snapshots" / "erp.yaml").read_text())
     assert list(erp["tables"]) == [
-        "staging.agent_ledger", "staging.agent_quarantine", "staging.agent_run", "staging.agent_watermark", "staging.stg_scrap_reason",
+        "staging.agent_holder", "staging.agent_ledger", "staging.agent_quarantine", "staging.agent_run",
+        "staging.agent_watermark", "staging.stg_scrap_reason",
         "staging.stg_work_order",
     ]
     assert erp["tables"]["staging.stg_work_order"]["unique"] == [

@@ -131,7 +131,7 @@ def configure(*plants: Plant, **settings: Any) -> Path:
     """One configuration for the plants (each its flow, from its own MES system `mes_<name>`: MES time zones may
     differ), with `settings` for every flow and each plant's own `settings` on top; then the staging and control
     tables, the snapshots and the audit triggers, as for a go-live."""
-    extra = {key: settings.pop(key) for key in ("alerts", "retry", "ledger", "stop_timeout") if key in settings}
+    extra = {key: settings.pop(key) for key in ("alerts", "retry", "ledger", "stop_timeout", "locks") if key in settings}
     first = plants[0]
     systems: dict[str, Any] = {"erp": {"url": first.pair.erp_url, "staging_schema": first.pair.staging_schema}}
     systems.update({f"mes_{p.name}": {"url": p.pair.mes_url} for p in plants})

@@ -1,0 +1,6 @@
+-- Release the flow's lock (the agent stops, the flow was removed from the configuration, or it hands the flow
+-- to an agent holding fewer flows). Run on the lock session that took it.
+-- Parameters: :lock_name
+-- SQLite has no session locks: the agent takes an exclusive, non-blocking lock on the file
+-- <database file>.<flow>.lock next to the ERP database instead (flock, or msvcrt on Windows), which the
+-- operating system frees when the agent's process ends. Nothing is run here.

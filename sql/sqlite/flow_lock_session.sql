@@ -1,0 +1,6 @@
+-- The lock session's id, when it connects and on every lock round (`locks.check_every`): a cheap query that
+-- shows the session (and so its locks) is still there; agent_holder.session_id shows it to the DBA.
+-- No parameters.
+-- SQLite has no session locks: the agent takes an exclusive, non-blocking lock on the file
+-- <database file>.<flow>.lock next to the ERP database instead (flock, or msvcrt on Windows), which the
+-- operating system frees when the agent's process ends. Nothing is run here.

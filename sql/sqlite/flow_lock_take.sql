@@ -1,0 +1,7 @@
+-- Take the flow's lock, without waiting: one agent moves a flow at a time (several agents on one configuration:
+-- a standby, or agents sharing the flows). Run on the agent's own lock session, outside the batch transactions;
+-- the lock belongs to that session, so the database frees it when the agent stops, dies or loses its connection.
+-- Parameters: :lock_name (`mes-erp-agent:<staging schema>.<flow>`, or a hash of it beyond 64 characters)
+-- SQLite has no session locks: the agent takes an exclusive, non-blocking lock on the file
+-- <database file>.<flow>.lock next to the ERP database instead (flock, or msvcrt on Windows), which the
+-- operating system frees when the agent's process ends. Nothing is run here.
