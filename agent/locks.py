@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agent import log_context
 from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.contract import HOLDER_AGENT_ROW, ControlTables
@@ -120,7 +121,7 @@ class FlowLocks:
         self._waited: dict[str, int] = {}  # free flows left to the peers: rounds waited so far
         self._since_handback = REBALANCE_ROUNDS
         self._warned: set[str] = set()
-        self._errors: dict[str, str] = {}  # per system: why its lock session failed last
+        self._errors: dict[str, BaseException] = {}  # per system without a lock session: why it failed last
         self._round_lock = threading.RLock()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,6 +133,15 @@ class FlowLocks:
 
     def held(self) -> list[str]:
         return sorted(self._held)
+
+    def unreachable(self, flow: str) -> BaseException | None:
+        """Why this agent cannot even ask for the flow's lock: the target's lock session failed and has not been opened
+        again (the database is down or refuses connections). None while the flow is held here, or is in standby
+        because the lock session works and another agent holds it. Such a flow is failing, not in standby."""
+        spec = self.specs.get(flow)
+        if spec is None or flow in self._held or spec.system in self._sessions:
+            return None
+        return self._errors.get(spec.system)
 
     def holder_of(self, flow: str) -> Holder | None:
         """Who else holds the flow, as agent_holder shows it (None when no fresh row names one)."""
@@ -237,7 +247,8 @@ class FlowLocks:
             if system in self._sessions:
                 elsewhere.append(flow)
             else:
-                failed[flow] = f"cannot take the flow's lock on system {system}: {self._errors.get(system, 'no session')}"
+                error = self._errors.get(system)
+                failed[flow] = f"cannot take the flow's lock on system {system}: {_first_line(error) if error else 'no session'}"
         return elsewhere, failed
 
     def _order(self) -> list[str]:
@@ -258,8 +269,11 @@ class FlowLocks:
             return False
         self._held[flow] = now
         self._write(spec.system, lambda conn, d, c: self._upsert(conn, d, c, spec.system, flow, now, now))
-        log.info("flow %s: this agent (host %s, pid %d) holds it now (lock %s on system %s)", flow, self.host, self.pid,
-                 spec.name, spec.system)
+        # In the long-running agent after its first round (which the runner sums up in one line); quiet in `run --once`.
+        with log_context.flow(flow):
+            log.log(logging.INFO if self._thread is not None else logging.DEBUG,
+                    "flow %s: this agent (host %s, pid %d) holds it now (lock %s on system %s)", flow, self.host, self.pid,
+                    spec.name, spec.system)
         if self.on_change is not None:
             self.on_change(flow, True)
         return True
@@ -295,17 +309,20 @@ class FlowLocks:
             self.on_change(flow, False)
 
     def _lose(self, system: str, exc: BaseException) -> None:
-        """The lock session failed: every flow held there is in standby from now (another agent may take it)."""
+        """The lock session failed: every flow held there is released now (another agent may take it); until a session
+        opens again, the flows of this system fail (`unreachable`)."""
         lost = [f for f in self._held if self.specs[f].system == system]
-        self._errors[system] = _first_line(exc)
+        self._errors[system] = exc
         for flow in lost:
             del self._held[flow]
             if self.on_change is not None:
                 self.on_change(flow, False)
         self._close_session(system)
-        log.warning("flow locks: the lock session on system %s failed: %s; %s, and the next round (in %gs) connects "
-                    "again", system, _first_line(exc), f"flows {', '.join(sorted(lost))} are in standby now" if lost
-                    else "no flow was held there", self.config.model.locks.check_every.total_seconds())
+        # INFO: when the database is down, each flow's own failure (ERROR, and the flow_failing alert) tells the admin.
+        log.info("flow locks: the lock session on system %s failed: %s; %s, and the next round (in %gs) connects "
+                 "again", system, _first_line(exc), f"flows {', '.join(sorted(lost))} are released (this agent moves "
+                 "them again once it holds their locks; another agent may take them first)" if lost
+                 else "no flow was held there", self.config.model.locks.check_every.total_seconds())
 
     def _session(self, system: str) -> LockSession | None:
         if system in self._sessions:
@@ -314,13 +331,15 @@ class FlowLocks:
         try:
             self._session_ids[system] = session.open()
         except Exception as exc:
-            self._errors[system] = _first_line(exc)
+            self._errors[system] = exc
             if f"session:{system}" not in self._warned:
-                log.warning("flow locks: cannot open a lock session on system %s (%s); its flows stay in standby and the "
-                            "next round tries again", system, _first_line(exc))
+                log.info("flow locks: cannot open a lock session on system %s (%s); its flows fail (their polls say why) "
+                         "until the next round, every %gs, opens one", system, _first_line(exc),
+                         self.config.model.locks.check_every.total_seconds())
                 self._warned.add(f"session:{system}")
             return None
         self._warned.discard(f"session:{system}")
+        self._errors.pop(system, None)
         self._sessions[system] = session
         return session
 
@@ -376,6 +395,9 @@ class FlowLocks:
         return True
 
     def _warn_holder(self, system: str, exc: BaseException) -> None:
+        if system not in self._sessions:  # the database is unreachable: the flows' failures report the outage
+            log.debug("flow locks: agent_holder on system %s not written: %s", system, _first_line(exc))
+            return
         if f"holder:{system}" not in self._warned:
             log.warning("flow locks: cannot write or read agent_holder on system %s (%s): the locks still keep one agent "
                         "per flow, but `status` cannot show who holds it and flows are not shared fairly; have the DBA "

@@ -169,7 +169,7 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
         report.caught_up = True  # the page loop ends on a short page
         return report.finish()
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
-        message = describe_failure(ctx, exc)
+        message = describe_error(exc)
         report.system = system_of(exc)
         _record_outcome(ctx, FAILED, message, position, log_failure)
         return report.finish(FAILED, message, log_failure)
@@ -229,7 +229,7 @@ def new_batch_id() -> str:
     return f"{utc_now():%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
 
 
-def describe_failure(ctx: FlowContext, exc: Exception) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, sa.exc.DBAPIError):
         # The driver's own message, without the statement or parameters (those are in `render-sql`).
         return f"database error ({type(exc.orig).__name__}): {str(exc.orig).strip().splitlines()[0]}"

@@ -84,12 +84,18 @@ class FlowJob:
         self.generation = generation
 
     def __call__(self) -> FlowReport | None:
-        if self.streak.waiting() or self.stopping() or not self.holding():
+        if self.streak.waiting() or self.stopping():
             return None
-        with self.in_flight, self.poll_lock:
-            if not self.holding():  # handed to another agent while this poll waited for the lock
-                return None
-            report = self._poll()
+        if self.holding():
+            with self.in_flight, self.poll_lock:
+                if not self.holding():  # handed to another agent while this poll waited for the lock
+                    return None
+                report = self._poll()
+        else:
+            unreachable = self.locks.unreachable(self.name) if self.locks is not None else None
+            if unreachable is None:
+                return None  # standby: another agent holds the flow
+            report = self._cannot_lock(unreachable)
         if report.outcome == FAILED:
             self.streak.failed(report)
         else:
@@ -128,6 +134,12 @@ class FlowJob:
         assert self.context is not None
         return pipeline.run_flow(self.context, self.gate, self.on_batch, log_failure=False,
                                  stopping=lambda: self.stopping() or not self.holding())
+
+    def _cannot_lock(self, error: BaseException) -> FlowReport:
+        """The flow's target refuses the lock session (down, or refusing connections): nobody can move the flow, and
+        that is an outage of the target, reported (failing, alerts) as a poll that could not reach it would be."""
+        target = self.config.model.flows[self.name].target
+        return FlowReport(self.name, system=target).finish(FAILED, pipeline.describe_error(error), log_failure=False)
 
     def stopping(self) -> bool:
         return self.retired or self.stop.is_set()

@@ -139,12 +139,6 @@ def _print_pass(report: recovery.PassReport) -> None:
         f"{report.buckets_differing} differed; {found}")
 
 
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, sa.exc.DBAPIError):
-        return f"database error ({type(exc.orig).__name__}): {str(exc.orig).strip().splitlines()[0]}"
-    return str(exc)
-
-
 def _short(delta: dt.timedelta) -> str:
     seconds = int(delta.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -183,7 +177,7 @@ def backfill_command(config_path: Path, flow_name: str, lower_text: str, upper_t
     except recovery.BackfillRefused as exc:
         fail(str(exc), ExitCode.CONFIG)
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
-        fail(f"flow {flow_name}: backfill failed: {_failure(exc)}; rerun the same command to resume", ExitCode.FLOW_FAILED)
+        fail(f"flow {flow_name}: backfill failed: {pipeline.describe_error(exc)}; rerun the same command to resume", ExitCode.FLOW_FAILED)
     finally:
         restore()
     totals = (f"{done.rows_read} rows read in {done.batches} batches, {done.rows_written} staged, {done.rows_duplicate} "

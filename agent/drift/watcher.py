@@ -21,6 +21,18 @@ log = logging.getLogger("mes_erp_agent")
 CHANGE_EVENTS = frozenset({"modified", "created", "moved", "closed"})
 
 
+class _StopRace(logging.Filter):
+    """watchdog's inotify emitter logs "queue_events() called when the thread is inactive" at ERROR when an observer
+    is stopped while the emitter waits for an event: a race inside the library at the agent's clean stop, harmless
+    (the watch is being closed). An admin's log must not show an ERROR for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StopRace())
+
+
 def changes_content(event: FileSystemEvent) -> bool:
     return not event.is_directory and event.event_type in CHANGE_EVENTS
 

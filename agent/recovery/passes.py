@@ -30,7 +30,7 @@ from agent import log_context, watermark
 from agent.contract import TOMBSTONE_PREFIX, version_text
 from agent.errors import AgentError, mark_system, system_of
 from agent.mapping import MappedBatch
-from agent.pipeline import FlowContext, describe_failure, new_batch_id
+from agent.pipeline import FlowContext, describe_error, new_batch_id
 from agent.read import Cursor
 from agent.recovery import tombstones
 from agent.recovery.buckets import (
@@ -93,7 +93,7 @@ def _guarded(ctx: FlowContext, report: PassReport, work: Callable[[], None]) -> 
         try:
             work()
         except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
-            report.outcome, report.message, report.system = FAILED, describe_failure(ctx, exc), system_of(exc)
+            report.outcome, report.message, report.system = FAILED, describe_error(exc), system_of(exc)
     return report
 
 
