@@ -21,7 +21,7 @@ from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.catalog.query import CatalogQuery
-from agent.catalog.keyset import missing_guarantee_warning
+from agent.catalog.keyset import missing_guarantee_warning, missing_index_warning
 from agent.catalog.query import WatchedTable
 from agent.errors import AgentError, SchemaMismatch, mark_system, system_of
 from agent.mapping import RowMapper
@@ -120,6 +120,10 @@ def _warn_unless_keyset_unique(name: str, flow: FlowConfig, engine: Engine, dial
     warning = missing_guarantee_warning(name, flow.source, flow.watermark, [t.key for t in tables], live)
     if warning:
         log.warning(warning)
+    if flow.query is None and tables:  # a custom query's plan is the plant's own (`render-sql` shows the read)
+        warning = missing_index_warning(name, flow.source, flow.watermark, tables[0].key, live.get(tables[0].key))
+        if warning:
+            log.warning(warning)
 
 
 def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[str, Any] | None:
