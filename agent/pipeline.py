@@ -157,6 +157,7 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
             return report.finish(HALTED, halt_reason, log_failure)
         with _on_system(ctx.flow.target), ctx.target_engine.connect() as conn:
             position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
+            conn.commit()  # a read; a rollback (the pool's reset) would drop psycopg's prepared statements
         report.watermark_before = report.watermark_after = position.describe()
         with _on_system(ctx.flow.source):
             pages = ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx))

@@ -63,8 +63,8 @@ def figures(folder: Path, config_path: Path, mes_url: str, erp_url: str) -> list
         found.append(("poll moving 1,000 rows", f"{median(row_walls) * 1000:.1f} ms", f"hand keyset {hand_rows * 1000:.1f} ms",
                       "target <= 25 ms"))
         assert read is not None
-        found += explain(engines["mes"], *read)
         found += prepared(engines["mes"], engines["erp"])
+        found += explain(engines["mes"], *read)
     finally:
         gate.close()
         systems.dispose()
@@ -92,7 +92,7 @@ def explain(engine: sa.Engine, statement: str, parameters: Any) -> list[tuple[st
     """EXPLAIN ANALYZE of the first read of the last 1,000-row poll, as the agent sent it."""
     with engine.connect() as conn:
         plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
-        conn.rollback()
+        conn.commit()  # read-only; a rollback would drop psycopg's prepared statements
     plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
     nodes = [plan]
     while "Plans" in nodes[-1]:
@@ -106,13 +106,16 @@ def explain(engine: sa.Engine, statement: str, parameters: Any) -> list[tuple[st
 
 
 def prepared(*engines: sa.Engine) -> list[tuple[str, str, str, str]]:
-    """Statements psycopg keeps prepared on the pooled connections after the polls."""
-    counts = []
+    """Statements psycopg keeps prepared on the pooled connections after the polls (the read among them)."""
+    counts, reads = [], []
     for engine in engines:
         with engine.connect() as conn:
-            counts.append(conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar())
+            names = [r[0] for r in conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")]
             conn.commit()
-    return [("prepared statements kept across polls", f"mes {counts[0]}, erp {counts[1]}", "", "")]
+        counts.append(len(names))
+        reads.append(any("ORDER BY" in n and "LIMIT" in n for n in names))
+    return [("prepared statements kept across polls", f"mes {counts[0]}, erp {counts[1]}",
+             "watermark read prepared: " + ("yes" if reads[0] else "no"), "")]
 
 
 def catalog_figures(folder: Path, mes_url: str, erp_url: str) -> list[tuple[str, str, str, str]]:
