@@ -149,7 +149,7 @@ def print_table(table: list[tuple[str, str, str, str]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     header = ("figure", "value", "reference", "ratio / target")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
-    line = "  ".join("{:%d}" % w for w in widths)
+    line = "  ".join(f"{{:{w}}}" for w in widths)
     print()
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
