@@ -1,6 +1,6 @@
 """Every performance figure of issue 12, each next to its reference measured in the same run.
 
-    python bench/run_all.py [--rows 1000000] [--runs 3] [--mariadb-rows 200000] [--skip-mariadb] [--skip-dlt]
+    python bench/run_all.py [--rows 1000000] [--runs 3] [--mariadb-rows 200000] [--dlt-runs 1] [--skip-mariadb] [--skip-dlt]
 
 Makes its own databases on the local PostgreSQL and MariaDB ($MEA_BENCH_PG, $MEA_BENCH_MYSQL; dropped at the
 end), loads the AdventureWorks work orders scaled up to --rows, and measures, --runs times each (medians):
@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each load (medians)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--skip-mariadb", action="store_true")
+    parser.add_argument("--dlt-runs", type=int, default=1, help="runs of each dlt load (dlt's defaults are slow)")
     parser.add_argument("--skip-dlt", action="store_true")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -84,7 +85,7 @@ def postgresql(folder: Path, scratch: common.Scratch, args: argparse.Namespace, 
         ("  agent peak RSS", f"{rss:.0f} MB", f"{rows:,} rows", "target < 150 MB"),
     ]
     if not args.skip_dlt:
-        table += dlt_figures(mes_url, scratch, rows, ceiling, args.runs)
+        table += dlt_figures(mes_url, scratch, rows, ceiling, args.dlt_runs)
     table += steady.figures(folder, config, mes_url, erp_url)
 
 

@@ -45,7 +45,8 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
     restore_signals = stop.install_signal_handlers()  # SIGTERM/SIGINT: stop after the batch in flight, exit 130
     try:
         gate = DriftGate(config, systems, flow_name)
-        reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set)
+        with gate.cycle():  # one catalog read per system for all flows of this run
+            reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set)
     except SnapshotError as exc:
         fail(f"{config.path}: cannot check for schema drift; no data was moved:\n{exc}", ExitCode.CONFIG)
     except (ConfigError, SchemaMismatch) as exc:
