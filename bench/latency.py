@@ -58,8 +58,8 @@ def bench(folder: Path, scratch: common.Scratch, args: argparse.Namespace) -> in
     config = common.agent_config(folder, {"mes": {"url": mes_url}, "erp": {"url": erp_url, "staging_schema": "staging"}},
                                  flows)
     common.prepare_erp(config)
-    agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+    log = (folder / "agent.log").open("w")  # a file, not a pipe: nobody reads a pipe while the agent runs
+    agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)], stdout=log, stderr=log)
     try:
         time.sleep(args.every * 2 + 3)  # start-up and the initial loads
         cpu_before, wall_before = _cpu_seconds(agent.pid), time.monotonic()
@@ -67,10 +67,11 @@ def bench(folder: Path, scratch: common.Scratch, args: argparse.Namespace) -> in
         time.sleep(args.every + 1)  # the last rows' polls
         cpu = (_cpu_seconds(agent.pid) - cpu_before) / (time.monotonic() - wall_before)
         if agent.poll() is not None:
-            raise SystemExit(f"the agent stopped:\n{agent.stderr.read() if agent.stderr else ''}")
+            raise SystemExit(f"the agent stopped:\n{(folder / 'agent.log').read_text()[-3000:]}")
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=60)
+        log.close()
     mes.dispose()
     latencies = staged_latencies(erp_url, tables, committed)
     missing = len(committed) - len(latencies)

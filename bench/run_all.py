@@ -94,7 +94,7 @@ def agent_load(config: Path, erp_url: str, schema: str, flow: str) -> dict[str, 
     engine = sa.create_engine(erp_url)
     with engine.begin() as conn:
         for name in ("stg_work_order", "agent_ledger", "agent_watermark", "agent_run", "agent_quarantine"):
-            conn.exec_driver_sql(f"DELETE FROM {schema}.{name}")
+            conn.exec_driver_sql(f"TRUNCATE TABLE {schema}.{name}")  # DELETE would leave dead index entries
     engine.dispose()
     done = subprocess.run([sys.executable, str(HERE / "agent_child.py"), str(config), flow], capture_output=True, text=True)
     if done.returncode != 0:
