@@ -122,6 +122,11 @@ _FAST_TEXT: dict[type, Callable[[Any], str]] = {
 }
 
 
+# For code compiled once per flow (mapping.RowMapper): version_text of one value is FAST_TEXT.get(type(v), canonical_text)(v).
+FAST_TEXT = _FAST_TEXT
+canonical_text = _canonical
+
+
 def tombstone_version(last_version: str) -> str:
     """stg_source_version of the tombstone written when the key whose last staged version was `last_version` is gone."""
     return TOMBSTONE_PREFIX + last_version

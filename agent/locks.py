@@ -36,26 +36,11 @@ from agent.config import LoadedConfig
 from agent.connect import Systems
 from agent.contract import HOLDER_AGENT_ROW, ControlTables
 from agent.dialects.locking import LockSession, lock_name
+from agent.lock_holders import TIMES, Holder, read_holders, utc_now
 
 log = logging.getLogger("mes_erp_agent")
 REBALANCE_ROUNDS = 2  # rounds between two flows handed back to peers
-_TIMES: dict[str, sa.types.TypeEngine[Any]] = {"since": sa.DateTime(), "heartbeat_at": sa.DateTime()}
 _STALE: dict[str, sa.types.TypeEngine[Any]] = {"stale_before": sa.DateTime()}
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def naive_utc(value: Any) -> dt.datetime | None:
-    """A timestamp read from agent_holder as naive UTC (PostgreSQL returns it zoned, SQLite as text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value
 
 
 @dataclass(frozen=True)
@@ -66,39 +51,12 @@ class LockedFlow:
     name: str  # the lock's name (lock_name)
 
 
-@dataclass(frozen=True)
-class Holder:
-    """One agent_holder row."""
-
-    flow: str
-    agent_id: str
-    host: str
-    pid: int
-    session_id: str | None
-    since: dt.datetime
-    heartbeat_at: dt.datetime
-
-    def describe(self) -> str:
-        return f"agent on host {self.host} (pid {self.pid}) since {self.since:%Y-%m-%d %H:%M:%S}Z"
-
-
 def flow_specs(config: LoadedConfig, only: str | None = None) -> dict[str, LockedFlow]:
     found = {}
     for name, flow in config.flows(only).items():
         schema = config.model.systems[flow.target].staging_schema or ""
         found[name] = LockedFlow(name, flow.target, schema, lock_name(schema, name))
     return found
-
-
-def read_holders(config: LoadedConfig, systems: Systems, system: str) -> list[Holder]:
-    """Every agent_holder row of one target system (newest heartbeat first per flow). Raises on a database error."""
-    dialect, schema = systems.dialect(system), config.model.systems[system].staging_schema or ""
-    control = ControlTables.in_schema(dialect, schema)
-    with systems.target(system).connect() as conn:
-        rows = conn.execute(dialect.statement("holder_select", result_types=dict(_TIMES), holder_table=control.holder)).all()
-        conn.rollback()
-    return [Holder(str(r.flow), str(r.agent_id), str(r.host), int(r.pid), None if r.session_id is None else str(r.session_id),
-                   naive_utc(r.since) or utc_now(), naive_utc(r.heartbeat_at) or utc_now()) for r in rows]
 
 
 class FlowLocks:
@@ -355,7 +313,7 @@ class FlowLocks:
     # --- agent_holder -------------------------------------------------------------------------------------
     def _upsert(self, conn: sa.Connection, dialect: Any, control: ControlTables, system: str, flow: str,
                 since: dt.datetime, now: dt.datetime) -> None:
-        conn.execute(dialect.statement("holder_upsert", dict(_TIMES), holder_table=control.holder), {
+        conn.execute(dialect.statement("holder_upsert", dict(TIMES), holder_table=control.holder), {
             "flow": flow, "agent_id": self.agent_id, "host": self.host[:255], "pid": self.pid,
             "session_id": self._session_ids.get(system), "since": since, "heartbeat_at": now})
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import row_json
 from agent.config import ColumnMapping, FlowConfig
-from agent.contract import CHANGE_UPSERT, KEY_TEXT_MAX, VERSION_TEXT_MAX, version_text
+from agent.contract import CHANGE_UPSERT, FAST_TEXT, KEY_TEXT_MAX, VERSION_TEXT_MAX, canonical_text, version_text
 from agent.types import ColumnType, integer_range
 _TRUE = {"1", "true", "t", "y", "yes"}
 _FALSE = {"0", "false", "f", "n", "no"}
@@ -92,22 +92,53 @@ class RowMapper:
             for name, mapping in flow.columns.items()
         ]
 
+        self._key_text = _compiled_text(self.key_positions)
+        self._version_text = _compiled_text(self.watermark_positions)
+        self._staging_row = _compiled_row(self.flow_name, self.converters)
+
     def map_batch(self, rows: Sequence[tuple[Any, ...]], batch_id: str) -> MappedBatch:
         mapped, quarantined = [], []
+        key_text, version_text_of, staging_row = self._key_text, self._version_text, self._staging_row
         for row in rows:
-            source_key = version_text(tuple(row[i] for i in self.key_positions))
-            source_version = version_text(tuple(row[i] for i in self.watermark_positions))
+            source_key, source_version = key_text(row), version_text_of(row)
             try:
-                _check_control_lengths(source_key, source_version)
-                values = tuple(convert(row) for convert in self.converters)
+                if len(source_key) > KEY_TEXT_MAX or len(source_version) > VERSION_TEXT_MAX:
+                    _check_control_lengths(source_key, source_version)
+                mapped.append(staging_row(row, batch_id, source_key, source_version))
             except Rejected as reason:
                 quarantined.append(QuarantinedRow(source_key, source_version, self._row_json(row), str(reason)))
-                continue
-            mapped.append((batch_id, self.flow_name, source_key, source_version, CHANGE_UPSERT, *values))
         return MappedBatch(mapped, quarantined)
 
     def _row_json(self, row: tuple[Any, ...]) -> str:
         return row_json.encode(self.source_columns, row)  # reads back with the values' types (quarantine replay)
+
+
+def _compiled_text(positions: Sequence[int]) -> Callable[[Sequence[Any]], str]:
+    """`version_text` of the values at `positions` of a row, as one function compiled once per flow."""
+    parts = [f"_text.get(type(row[{p}]), _canonical)(row[{p}])" for p in positions]
+    body = parts[0] if len(parts) == 1 else f"'|'.join([{', '.join(parts)}])"
+    return _compile(f"def text(row):\n    return {body}\n", "text", {"_text": FAST_TEXT, "_canonical": canonical_text})
+
+
+def _compiled_row(flow_name: str, converters: Sequence[Callable[[tuple[Any, ...]], Any]]) -> Callable[..., tuple[Any, ...]]:
+    """The staging row of a source row (control columns, then each converter's value), compiled once per flow; a plain
+    copy (an itemgetter) becomes `row[i]`. Raises Rejected from the first converter that rejects its value."""
+    names: dict[str, Any] = {"_flow": flow_name, "_change": CHANGE_UPSERT}
+    values = []
+    for i, convert in enumerate(converters):
+        if isinstance(convert, operator.itemgetter):
+            position = convert(range(1 << 30))  # an itemgetter of one position returns that position here
+            values.append(f"row[{int(position)}]")
+        else:
+            names[f"_c{i}"] = convert
+            values.append(f"_c{i}(row)")
+    body = f"(batch_id, _flow, key, version, _change{''.join(', ' + v for v in values)})"
+    return _compile(f"def staging_row(row, batch_id, key, version):\n    return {body}\n", "staging_row", names)
+
+
+def _compile(source: str, name: str, names: dict[str, Any]) -> Any:
+    exec(compile(source, f"<mapping {name}>", "exec"), names)  # code built above from positions only
+    return names[name]
 
 
 def _json_value(value: Any) -> Any:
@@ -269,6 +300,10 @@ def _decimal(target: ColumnType) -> Callable[[Any], Decimal]:
     limit = Decimal(10) ** ((precision or 0) - scale)
 
     def convert(value: Any) -> Decimal:
+        if type(value) is int:  # a whole number has no decimal places to lose: only its size can be wrong
+            if precision is not None and abs(value) >= limit:
+                raise Rejected(f"too large for {target.describe()}")
+            return Decimal(value)
         try:
             number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
         except InvalidOperation:

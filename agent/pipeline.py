@@ -6,9 +6,11 @@ Everything a flow needs is prepared once per process (`prepare`), so a poll that
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +23,10 @@ from agent.config import FlowConfig, LoadedConfig
 from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.catalog.query import CatalogQuery
-from agent.catalog.keyset import missing_guarantee_warning
+from agent.catalog.keyset import missing_guarantee_warning, missing_index_warning
 from agent.catalog.query import WatchedTable
 from agent.errors import AgentError, SchemaMismatch, mark_system, system_of
-from agent.mapping import RowMapper
+from agent.mapping import MappedBatch, RowMapper
 from agent.outcome import OutcomeSource, check_error_table, error_table_location, outcome_source
 from agent.read import (
     BatchReader, Cursor, SourceColumn, check_source_columns, describe_source, describe_source_table, in_source_order,
@@ -120,6 +122,10 @@ def _warn_unless_keyset_unique(name: str, flow: FlowConfig, engine: Engine, dial
     warning = missing_guarantee_warning(name, flow.source, flow.watermark, [t.key for t in tables], live)
     if warning:
         log.warning(warning)
+    if flow.query is None and tables:  # a custom query's plan is the plant's own (`render-sql` shows the read)
+        warning = missing_index_warning(name, flow.source, flow.watermark, tables[0].key, live.get(tables[0].key))
+        if warning:
+            log.warning(warning)
 
 
 def _trusted_types(dialect: Dialect, source: dict[str, SourceColumn]) -> dict[str, Any] | None:
@@ -153,19 +159,20 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
             return report.finish(HALTED, halt_reason, log_failure)
         with _on_system(ctx.flow.target), ctx.target_engine.connect() as conn:
             position = watermark.load(conn, ctx.target_dialect, ctx.control, ctx.name, ctx.flow.watermark)
+            conn.commit()  # a read; a rollback (the pool's reset) would drop psycopg's prepared statements
         report.watermark_before = report.watermark_after = position.describe()
         with _on_system(ctx.flow.source):
             pages = ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx))
-        while True:
-            if stopping():
-                report.stopped = True
-                return report.finish(message="stopped after the last committed batch; the next run goes on from there")
-            with _on_system(ctx.flow.source):
-                page = next(pages, None)
-            if page is None:
-                break
-            with _on_system(ctx.flow.target):
-                position = _write_page(ctx, page, position, report, on_batch)
+        with ReadAhead(ctx, pages) as ahead:
+            while True:
+                if stopping():
+                    report.stopped = True
+                    return report.finish(message="stopped after the last committed batch; the next run goes on from there")
+                page = ahead.next()
+                if page is None:
+                    break
+                with _on_system(ctx.flow.target):
+                    position = _write_page(ctx, page, position, report, on_batch)
         report.caught_up = True  # the page loop ends on a short page
         return report.finish()
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
@@ -185,14 +192,62 @@ def _on_system(system: str) -> Iterator[None]:
         raise
 
 
+@dataclass(frozen=True)
+class MappedPage:
+    rows: list[tuple[Any, ...]]  # as read
+    batch_id: str
+    started_at: Any
+    mapped: MappedBatch
+
+
+def _read_and_map(ctx: FlowContext, pages: Iterator[list[tuple[Any, ...]]]) -> MappedPage | None:
+    with _on_system(ctx.flow.source):
+        page = next(pages, None)
+    if page is None:
+        return None
+    batch_id, started_at = new_batch_id(), utc_now()
+    with log_context.batch(batch_id):
+        return MappedPage(page, batch_id, started_at, ctx.mapper.map_batch(page, batch_id))
+
+
+class ReadAhead:
+    """Pages read and mapped one ahead of the write: while the ERP commits batch N, a thread reads and maps batch N+1
+    (the driver waits on the server without the GIL). Writes stay one at a time and in order, so what commits is
+    exactly what the sequential loop commits; a page read ahead of a failed or stopped run is dropped, unwritten.
+    Only after a full page (another may follow) is the thread started: a poll that finds few rows runs none."""
+
+    def __init__(self, ctx: FlowContext, pages: Iterator[list[tuple[Any, ...]]]):
+        self.ctx, self.pages = ctx, pages
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future[MappedPage | None] | None = None
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def next(self) -> MappedPage | None:
+        if self.pending is not None:
+            page, self.pending = self.pending.result(), None
+        else:
+            page = _read_and_map(self.ctx, self.pages)
+        if page is not None and len(page.rows) >= self.ctx.flow.batch_size:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-{self.ctx.name}")
+            self.pending = self.pool.submit(contextvars.copy_context().run, _read_and_map, self.ctx, self.pages)
+        return page
+
+
 def _write_page(
-    ctx: FlowContext, page: list[tuple[Any, ...]], position: Watermark, report: FlowReport,
-    on_batch: BatchListener | None,
+    ctx: FlowContext, page: MappedPage, position: Watermark, report: FlowReport, on_batch: BatchListener | None,
 ) -> Watermark:
-    record = BatchReport(ctx.name, new_batch_id(), utc_now(), rows_read=len(page), watermark_before=position.describe())
+    record = BatchReport(ctx.name, page.batch_id, page.started_at, rows_read=len(page.rows),
+                         watermark_before=position.describe())
     with log_context.batch(record.batch_id):
-        mapped = ctx.mapper.map_batch(page, record.batch_id)
-        new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page[-1]))
+        mapped = page.mapped
+        new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page.rows[-1]))
         with ctx.target_engine.begin() as conn:
             position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record)
         log.debug("flow %s: batch %s committed: %d read, %d written, %d already staged, %d quarantined; watermark %s",

@@ -7,6 +7,7 @@ MES does an index range scan per batch and never holds a snapshot open for a who
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,7 +171,7 @@ class BatchReader:
         if upper_bound is not None:
             params["upper_bound"] = upper_bound
         with self.engine.connect() as conn:
-            rows = [tuple(row) for row in conn.execute(statement, params).all()]
+            rows = [tuple(row) for row in conn.execute(statement, params)]
             # Read-only, so commit and rollback are the same here; psycopg keeps prepared statements on commit.
             conn.commit()
         self._check_order(rows, cursor)
@@ -192,7 +193,8 @@ class BatchReader:
     def _check_order(self, rows: list[tuple[Any, ...]], cursor: Cursor) -> None:
         if not rows:
             return
-        watermarks = [self.watermark_of(row) for row in rows]
+        get = operator.itemgetter(*self.watermark_positions)
+        watermarks = [get(row) for row in rows] if len(self.watermark_positions) > 1 else [(get(row),) for row in rows]
         if any(None in values for values in watermarks):
             raise UnsortedBatch(
                 f"a source row of {self.flow.table or self.flow.query} has NULL in a watermark column "
@@ -202,8 +204,9 @@ class BatchReader:
         if not _comparable(watermarks[0]):
             return
         previous = cursor.after if cursor.after is not None else watermarks[0]
+        ordered = in_source_order if _zoned(watermarks[0]) or _zoned(previous) else _same
         for current in watermarks if cursor.after is not None else watermarks[1:]:
-            if not in_source_order(current) > in_source_order(previous):
+            if not ordered(current) > ordered(previous):
                 raise UnsortedBatch(
                     f"source returned watermark {current} after {previous}: rows are not in strict "
                     f"({', '.join(self.flow.watermark)}) order; the last watermark column must be unique per value "
@@ -233,6 +236,15 @@ def in_source_order(values: tuple[Any, ...]) -> tuple[Any, ...]:
     whose TimeZone is Europe/Berlin) 02:50+02:00 would look later than the 02:10+01:00 that follows it."""
     return tuple(v.astimezone(dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo is not None else v
                  for v in values)
+
+
+def _zoned(values: tuple[Any, ...]) -> bool:
+    """A zoned timestamp among the values: compared by its instant (in_source_order); else compared as they are."""
+    return any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values)
+
+
+def _same(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return values
 
 
 def _comparable(values: tuple[Any, ...]) -> bool:

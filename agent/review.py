@@ -123,6 +123,8 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         target.render("create_batch_table", **context))
     add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
         target.load_batch_sql(context["batch_table"], staging.insert_columns))
+    add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
+        target.render("analyze_batch_table", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
         "skipped, whatever the import job did to the staging rows)", target.render("ledger_insert", **context))
     add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded",

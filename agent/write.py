@@ -76,8 +76,14 @@ def insert_new_rows(
     conn.execute(dialect.statement("drop_batch_table", **context))
     conn.execute(dialect.statement("create_batch_table", **context))
     dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types())
-    conn.execute(dialect.statement("ledger_insert", _STAGED_AT, **context), {"staged_at": report.utc_now()})
-    written = conn.execute(dialect.statement("write_staging", **context), {"batch_id": batch_id}).rowcount
+    analyze = dialect.render("analyze_batch_table", **context)
+    if dialect.has_statement(analyze):
+        conn.execute(sa.text(analyze))
+    staged_at = report.utc_now()
+    conn.execute(dialect.statement("ledger_insert", _STAGED_AT, **context), {"staged_at": staged_at})
+    # The same bound value finds the entries just written through the ledger's (flow, staged_at) index.
+    written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context),
+                           {"batch_id": batch_id, "flow": staging.flow, "staged_at": staged_at}).rowcount
     conn.execute(dialect.statement("drop_batch_table", **context))
     return written
 

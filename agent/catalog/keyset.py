@@ -68,5 +68,26 @@ def missing_guarantee_warning(flow: str, system: str, keyset: Sequence[str], tab
     )
 
 
+def leads_with(columns: Sequence[str], keyset: Sequence[str]) -> bool:
+    """An index on `columns` serves the keyset read's range and order when it starts with the keyset, in order."""
+    return [c.lower() for c in columns[: len(keyset)]] == [c.lower() for c in keyset]
+
+
+def missing_index_warning(flow: str, system: str, keyset: Sequence[str], table: str, live: TableSnapshot | None) -> str | None:
+    """The start-up warning for a flow whose source table has no index that starts with its watermark columns:
+    every keyset read then scans (and sorts) the whole table instead of one index range scan."""
+    if live is None:
+        return None
+    keys = [*unique_keys(live), *(Guarantee("index", i.name, i.columns) for i in live.indexes if not i.unique)]
+    if any(leads_with(key.columns, keyset) for key in keys):
+        return None
+    name = table.rpartition(".")[2]
+    return (
+        f"flow {flow}: no index on table {table} (system {system}) starts with the watermark columns "
+        f"{_column_list(keyset)}: every read scans the whole table. Have the DBA create one, e.g. "
+        f"CREATE INDEX ix_{name}_watermark ON {table} {_column_list(keyset)}"
+    )
+
+
 def _column_list(columns: Sequence[str]) -> str:
     return "(" + ", ".join(columns) + ")"

@@ -49,8 +49,9 @@ def run(config_path: Path, once: bool, flow_name: str | None, strict_privileges:
     try:
         gate = DriftGate(config, systems, flow_name)
         elsewhere, unlocked = locks.take_all(config.flows(flow_name))
-        reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set,
-                                    skip=[*elsewhere, *unlocked])
+        with gate.cycle():  # one catalog read per system for all flows of this run
+            reports = pipeline.run_once(config, systems, flow_name, gate=gate, stopping=stop.is_set,
+                                        skip=[*elsewhere, *unlocked])
         reports += [report.FlowReport(name).finish(report.FAILED, message, log_failure=False)
                     for name, message in unlocked.items()]
     except SnapshotError as exc:

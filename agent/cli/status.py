@@ -18,7 +18,7 @@ from agent.cli.common import age_text, config_option, console, errors, load_or_e
 from agent.config import LoadedConfig
 from agent.connect import Systems, known_passwords, scrub
 from agent.exit_codes import ExitCode
-from agent.locks import Holder, read_holders, utc_now
+from agent.lock_holders import Holder, read_holders, utc_now
 from agent.report import read_flow_status
 from agent.runtime import is_alive, read_status, status_path
 

@@ -9,11 +9,12 @@ it (reported too). Snapshot files are read at start and again after `invalidate`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class DriftGate:
         self._dirty: set[str] = set()
         self._last: dict[str, tuple[int, Sequence[Row], tuple[Diff, ...]]] = {}
         self._locks = {system: threading.Lock() for system in self.queries}
+        self._cycle: dict[str, SystemCheck] | None = None  # inside `cycle()`: each system's check so far
 
     # --- pipeline.Gate ---------------------------------------------------------------------------
     def __call__(self, flow: str) -> str | None:
@@ -121,18 +123,36 @@ class DriftGate:
         self._dirty.update([system] if system else self.queries)
 
     # --- checking --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def cycle(self) -> Iterator[None]:
+        """One poll cycle over many flows (`run --once`): each system's catalog is read once, by the first flow's check,
+        and that check answers for every other flow of the cycle, whatever the number of flows and tables."""
+        self._cycle = {}
+        try:
+            yield
+        finally:
+            self._cycle = None
+
     def check(self, system: str) -> SystemCheck:
         """One catalog query; diffs against the snapshot; open or close the system's incident."""
         with self._locks[system]:
-            self._reload_if_dirty(system)
-            if system in self.problems:
-                return SystemCheck(system, (), problem=self.problems[system])
-            try:
-                diffs = self.compare(system)
-            except Exception as exc:  # the system is unreachable: the failing flow's log line and alert name it
-                mark_system(exc, system)
-                raise
-            return self._record(system, diffs)
+            if self._cycle is not None and system in self._cycle:
+                return self._cycle[system]
+            checked = self._check(system)
+            if self._cycle is not None:
+                self._cycle[system] = checked
+            return checked
+
+    def _check(self, system: str) -> SystemCheck:
+        self._reload_if_dirty(system)
+        if system in self.problems:
+            return SystemCheck(system, (), problem=self.problems[system])
+        try:
+            diffs = self.compare(system)
+        except Exception as exc:  # the system is unreachable: the failing flow's log line and alert name it
+            mark_system(exc, system)
+            raise
+        return self._record(system, diffs)
 
     def compare(self, system: str) -> tuple[Diff, ...]:
         """The differences between the live schema and the snapshot (one catalog query; nothing recorded)."""

@@ -1,0 +1,2 @@
+-- Statistics for the batch table just loaded: nothing to run here (the optimizer estimates the batch table's size
+-- itself); on PostgreSQL an ANALYZE of the temporary table. Executed only when this file holds a statement.
