@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,7 @@ class DriftGate:
         self._last: dict[str, tuple[int, Sequence[Row], tuple[Diff, ...]]] = {}
         self._locks = {system: threading.Lock() for system in self.queries}
         self._cycle: dict[str, SystemCheck] | None = None  # inside `cycle()`: each system's check so far
+        self._latest: dict[str, tuple[float, SystemCheck]] = {}  # per system: when its last check started, and it
 
     # --- pipeline.Gate ---------------------------------------------------------------------------
     def __call__(self, flow: str) -> str | None:
@@ -134,11 +136,22 @@ class DriftGate:
             self._cycle = None
 
     def check(self, system: str) -> SystemCheck:
-        """One catalog query; diffs against the snapshot; open or close the system's incident."""
+        """One catalog query; diffs against the snapshot; open or close the system's incident.
+
+        Flows polling at the same moment (the long-running mode: one cadence, many flows) share one read: a flow
+        waiting here while another flow's check runs takes the next check's answer when that check *started* after
+        this flow asked, so every poll still follows a catalog read begun after it asked (a schema change committed
+        before the poll is never missed), and a burst of polls costs two catalog queries per system, not one per flow."""
+        asked = time.monotonic()
         with self._locks[system]:
             if self._cycle is not None and system in self._cycle:
                 return self._cycle[system]
+            latest = self._latest.get(system)
+            if latest is not None and latest[0] >= asked:
+                return latest[1]
+            started = time.monotonic()
             checked = self._check(system)
+            self._latest[system] = (started, checked)
             if self._cycle is not None:
                 self._cycle[system] = checked
             return checked
