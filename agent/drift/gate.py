@@ -3,7 +3,8 @@
 `DriftGate(flow) -> None | reason` is `pipeline.Gate`. Per call it runs one catalog query on each of the
 flow's two systems (both at once), covering every watched table of that system. When the rows are the
 ones it saw last time and the snapshot has not changed, it reuses the last comparison: a poll that finds
-nothing costs one small query per system. Drift opens an incident (reported once); a clean check closes
+nothing costs one small query per system. Flows asking at the same moment share one check (see `check`).
+Drift opens an incident (reported once); a clean check closes
 it (reported too). Snapshot files are read at start and again after `invalidate` (see watcher.py).
 """
 
@@ -88,9 +89,11 @@ class DriftGate:
     def __call__(self, flow: str) -> str | None:
         config = self.flows[flow]
         reasons = []
-        # The two systems are different servers: check the target while the source is checked here.
-        target = self._pool.submit(self.check, config.target)
-        for check in (self.check(config.source), target.result()):
+        # The two systems are different servers: check the target while the source is checked here (asked now, even
+        # when the gate's thread for it is busy with another flow's check).
+        asked = time.monotonic()
+        target = self._pool.submit(self.check, config.target, asked)
+        for check in (self.check(config.source, asked), target.result()):
             system = check.system
             if check.problem:
                 reasons.append(check.problem)
@@ -135,14 +138,14 @@ class DriftGate:
         finally:
             self._cycle = None
 
-    def check(self, system: str) -> SystemCheck:
+    def check(self, system: str, asked: float | None = None) -> SystemCheck:
         """One catalog query; diffs against the snapshot; open or close the system's incident.
 
         Flows polling at the same moment (the long-running mode: one cadence, many flows) share one read: a flow
         waiting here while another flow's check runs takes the next check's answer when that check *started* after
         this flow asked, so every poll still follows a catalog read begun after it asked (a schema change committed
         before the poll is never missed), and a burst of polls costs two catalog queries per system, not one per flow."""
-        asked = time.monotonic()
+        asked = time.monotonic() if asked is None else asked
         with self._locks[system]:
             if self._cycle is not None and system in self._cycle:
                 return self._cycle[system]
