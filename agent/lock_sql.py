@@ -5,11 +5,10 @@ system, and agent_holder's. SQLite holds the lock as a file lock: its lock templ
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 
-from agent.config import LoadedConfig
+from agent.config import LoadedConfig, duration_text
 from agent.contract import ControlTables
 from agent import dialects
 from agent.dialects.locking import lock_name
@@ -26,7 +25,7 @@ def lock_statements(config: LoadedConfig, name: str) -> list[LockStatement]:
     target = dialects.for_url(make_url(config.model.systems[flow.target].url))  # without connecting
     schema = config.model.systems[flow.target].staging_schema or ""
     holder = ControlTables.in_schema(target, schema).holder
-    every = _d(config.model.locks.check_every)
+    every = duration_text(config.model.locks.check_every)
     meanings = {
         "lock_name": repr(lock_name(schema, name)),
         "flow": f"{name!r}, or '*' (the agent's own row)",
@@ -36,7 +35,7 @@ def lock_statements(config: LoadedConfig, name: str) -> list[LockStatement]:
         "session_id": "the lock session's id (flow_lock_session; NULL on SQLite)",
         "since": "when the agent took the flow (UTC; its start for '*')",
         "heartbeat_at": "now (UTC)",
-        "stale_before": f"now minus twice locks.stale_after ({_d(config.model.locks.stale_bound)}) (UTC)",
+        "stale_before": f"now minus twice locks.stale_after ({duration_text(config.model.locks.stale_bound)}) (UTC)",
     }
     found: list[LockStatement] = []
     for template, purpose, sql in (
@@ -59,10 +58,3 @@ def lock_statements(config: LoadedConfig, name: str) -> list[LockStatement]:
             found.append((flow.target, target.name, template, purpose, sql, params))
     return found
 
-
-def _d(duration: timedelta) -> str:
-    seconds = duration.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 
 from agent import recovery
-from agent.config import ROW_GONE, FlowConfig, LoadedConfig, OutcomeConfig
+from agent.config import ROW_GONE, FlowConfig, LoadedConfig, OutcomeConfig, duration_text
 from agent.dialects import Dialect
 from agent.lock_sql import lock_statements as lock_sql
 from agent.health.probe import newest_source_sql
@@ -76,7 +75,7 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
     add(flow.target, target, "watermark_select", "the flow's stored watermark, at the start of each run",
         target.render("watermark_select", watermark_table=control.watermark))
     if flow.lag and not flow.rowversion:
-        add(flow.source, source, "server_time", f"the MES clock, once per run (rows younger than lag {_d(flow.lag)} wait)",
+        add(flow.source, source, "server_time", f"the MES clock, once per run (rows younger than lag {duration_text(flow.lag)} wait)",
             source.render("server_time"))
     source_sql = source_sql_for(source, flow)
     for cursor in ("start", "after", *(("from",) if flow.overlap else ())):
@@ -92,10 +91,10 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         target.render("watermark_update", watermark_table=control.watermark))
     add(flow.target, target, "run_insert", f"{batch} (and a failed or halted run): its agent_run row",
         target.render("run_insert", run_table=control.run))
-    prune = f"every ledger.prune_every ({_d(config.model.ledger.prune_every)}) and `ledger prune`"
+    prune = f"every ledger.prune_every ({duration_text(config.model.ledger.prune_every)}) and `ledger prune`"
     add(flow.target, target, "ledger_newest", f"{prune}: the flow's newest agent_ledger entry",
         target.render("ledger_newest", ledger_table=control.ledger))
-    add(flow.target, target, "ledger_prune", f"{prune}: forget entries older than ledger.keep ({_d(config.model.ledger.keep)})",
+    add(flow.target, target, "ledger_prune", f"{prune}: forget entries older than ledger.keep ({duration_text(config.model.ledger.keep)})",
         target.render("ledger_prune", ledger_table=control.ledger))
     if not flow.rowversion:
         add(flow.source, source, "source_newest", f"health, after a poll: the newest {flow.watermark[0]} in the source "
@@ -307,8 +306,8 @@ def _meanings(name: str, flow: FlowConfig) -> Callable[[str], str]:
     probe = "; 0 once at start-up, to check the query runs" if flow.query else ""
     fixed = {
         "batch_size": f"{flow.batch_size} (batch_size{probe})",
-        "lower_bound": f"stored {watermark[0]} minus overlap {_d(flow.overlap)}",
-        "upper_bound": f"MES clock minus lag {_d(flow.lag)}",
+        "lower_bound": f"stored {watermark[0]} minus overlap {duration_text(flow.overlap)}",
+        "upper_bound": f"MES clock minus lag {duration_text(flow.lag)}",
         "flow": f"{name!r}",
         "source_key": "the row's key values as text (key: " + ", ".join(flow.key) + ")",
         "source_version": "the row's watermark values as text (" + ", ".join(watermark) + ")",
@@ -362,13 +361,6 @@ def _outcome_meaning(outcome: OutcomeConfig, param: str) -> str | None:
         return "a KEY given to `outcomes --resubmit` (the key as `outcomes` lists it; several columns joined by |)"
     return None
 
-
-def _d(duration: timedelta) -> str:
-    seconds = duration.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _staging_names(name: str, flow: FlowConfig, schema: str) -> StagingTable:

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agent import alerts, pipeline, privileges, recovery
 from agent.cli.common import config_option, console, errors, fail, load_or_exit, say
-from agent.config import RECONCILE_MARGIN, LoadedConfig, parse_duration
+from agent.config import RECONCILE_MARGIN, LoadedConfig, duration_text, parse_duration
 from agent.connect import Systems
 from agent.contract import version_text
 from agent.drift.gate import DriftGate
@@ -112,7 +112,7 @@ def reconcile_command(config_path: Path, flow_name: str | None, since_text: str 
                 _print_pass(report)
                 recovery.record_incident(book, report, ctx, config.path)
                 if report.fixed:
-                    say(f"flow {name}: incident late_rows:{name} raised: overlap ({_short(flow.overlap)}) is too short "
+                    say(f"flow {name}: incident late_rows:{name} raised: overlap ({duration_text(flow.overlap)}) is too short "
                         "for this MES")
                 passes = [report]
                 if flow.deletes is not None and flow.deletes.detect:
@@ -137,14 +137,6 @@ def _print_pass(report: recovery.PassReport) -> None:
              if report.kind == recovery.RECONCILE else f"keys gone: {report.keys_gone}, tombstones staged: {report.tombstones}")
     say(f"flow {report.flow}: {report.kind} {span}: {report.buckets_compared} buckets compared, "
         f"{report.buckets_differing} differed; {found}")
-
-
-def _short(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @click.command("backfill")

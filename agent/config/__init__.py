@@ -11,7 +11,7 @@ from __future__ import annotations
 from agent.config.checks import cross_check
 from agent.config.loaded import LoadedConfig, suggest
 from agent.config.loader import ENV_REFERENCE, load_config
-from agent.config.basics import IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, Duration, Model, parse_duration
+from agent.config.basics import IDENTIFIER_PATTERN, MAX_DURATION, NAME_PATTERN, Duration, Model, duration_text, parse_duration
 from agent.config.interface import AGENT_LAYOUT_OUTCOME, ROW_GONE, LedgerConfig, LocksConfig, OutcomeConfig
 from agent.config.interface import RECONCILE_MARGIN, DeletesConfig, ReconcileConfig
 from agent.config.models import (
@@ -52,6 +52,7 @@ __all__ = [
     "check_login",
     "check_placeholder",
     "cross_check",
+    "duration_text",
     "load_config",
     "parse_duration",
     "split_table",

@@ -31,6 +31,15 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=float(seconds))
 
 
+def duration_text(duration: timedelta) -> str:
+    """A duration as a configuration file writes it: 30s, 5m, 2h, 7d (the largest whole unit), else seconds (0.5s)."""
+    seconds = duration.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def _duration_seconds(value: Any) -> Decimal:
     """The value in seconds, exactly (a huge number must not overflow before it is compared with the bound)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
