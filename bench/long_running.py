@@ -2,7 +2,7 @@
 
     python bench/long_running.py [--seconds 60] [--scenario latency|cadence|both]
 
-Creates an MES and an ERP database on the local PostgreSQL ($MEA_BENCH_PG_URL, default postgres@127.0.0.1; both
+Creates an MES and an ERP database on the local PostgreSQL ($MEA_BENCH_PG, default postgres@127.0.0.1; both
 dropped at the end), one small synthetic work-order table per flow (an index on the watermark), the staging
 tables and snapshots, then starts `mes-erp-agent run` as a separate process, as a service runs it.
 
@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import socket
 import statistics
 import subprocess
@@ -41,11 +40,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner
 
-from agent.cli import main as cli_main
+import common
 
-ADMIN_URL = os.environ.get("MEA_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = common.PG_ADMIN
 ROWS_PER_TABLE = 2_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,28 +71,14 @@ def main() -> int:
     logging.disable(logging.WARNING)
     chosen = list(SCENARIOS.values()) if args.scenario == "both" else [SCENARIOS[args.scenario]]
     for scenario in chosen:
-        with databases() as (mes_url, erp_url), tempfile.TemporaryDirectory() as folder:
-            run_scenario(scenario, Path(folder), mes_url, erp_url, args.seconds)
+        scratch = common.Scratch()
+        try:
+            mes_url, erp_url = (common.url_of(ADMIN_URL, scratch.database(ADMIN_URL, role)) for role in ("mes", "erp"))
+            with tempfile.TemporaryDirectory() as folder:
+                run_scenario(scenario, Path(folder), mes_url, erp_url, args.seconds)
+        finally:
+            scratch.drop_all()
     return 0
-
-
-class databases:
-    """An MES and an ERP database, dropped on the way out."""
-
-    def __enter__(self) -> tuple[str, str]:
-        self.admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-        self.names = [f"mea_bench_{secrets.token_hex(3)}_{role}" for role in ("mes", "erp")]
-        with self.admin.connect() as conn:
-            for name in self.names:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        urls = [sa.make_url(ADMIN_URL).set(database=n).render_as_string(hide_password=False) for n in self.names]
-        return urls[0], urls[1]
-
-    def __exit__(self, *_: object) -> None:
-        with self.admin.connect() as conn:
-            for name in self.names:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.admin.dispose()
 
 
 def run_scenario(scenario: Scenario, folder: Path, mes_url: str, erp_url: str, seconds: float) -> None:
@@ -104,11 +88,8 @@ def run_scenario(scenario: Scenario, folder: Path, mes_url: str, erp_url: str, s
     create_tables(mes, scenario.flows)
     port = free_port()
     config = write_config(folder, mes_url, erp_url, scenario, port)
-    for args in (["sql", "ddl", "-c", str(config), "--system", "erp", "--apply"], ["snapshot", "-c", str(config)],
-                 ["run", "-c", str(config), "--once"]):
-        result = CliRunner().invoke(cli_main, args, catch_exceptions=False)
-        if result.exit_code != 0:
-            raise SystemExit(f"{' '.join(args[:2])} failed:\n{result.output}")
+    common.prepare_erp(config)
+    common.cli("run", "-c", str(config), "--once")
     log = (folder / "agent.log").open("wb")
     agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(config)], stdout=subprocess.DEVNULL,
                              stderr=log, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -228,20 +209,20 @@ def staged_latencies(erp: sa.Engine, commits: dict[tuple[int, int], float]) -> l
 def print_figures(scenario: Scenario, latencies: list[float], committed: int, gaps: list[float], cores: float) -> None:
     if latencies:
         print(f"  latency commit -> staging over {len(latencies)} of {committed} rows: median "
-              f"{statistics.median(latencies) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms, p99 "
-              f"{percentile(latencies, 99) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+              f"{statistics.median(latencies) * 1000:.0f} ms, p95 {_p95(latencies) * 1000:.0f} ms, p99 "
+              f"{common.p99(latencies) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
     if gaps:
         late = max(gaps) - scenario.every
-        print(f"  cadence over {len(gaps)} poll gaps: median {statistics.median(gaps):.2f} s, p99 {percentile(gaps, 99):.2f} s, "
+        print(f"  cadence over {len(gaps)} poll gaps: median {statistics.median(gaps):.2f} s, p99 {common.p99(gaps):.2f} s, "
               f"max {max(gaps):.2f} s (the latest poll started {max(late, 0):.2f} s late; polls more than one interval "
               f"late: {sum(1 for g in gaps if g > 2 * scenario.every)}; /healthz gives whole seconds: ±1 s)")
     print(f"  agent process CPU: {cores:.2f} cores")
     print(f"  target: {scenario.target}")
 
 
-def percentile(values: list[float], p: float) -> float:
+def _p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * p / 100) - 1))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
 
 
 def cpu_seconds(pid: int) -> float:

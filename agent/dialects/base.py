@@ -185,10 +185,6 @@ class Dialect:
             return clause.columns(**result_types)
         return clause
 
-    def has_statement(self, text: str) -> bool:
-        """A rendered template holds SQL, not only comments (a step some databases need and others do not)."""
-        return any(line.strip() and not line.lstrip().startswith("--") for line in text.splitlines())
-
     def split_script(self, text: str) -> list[str]:
         """Statements of a multi-statement DDL template (each ends with `;` at the end of a line)."""
         return [part.strip() for part in text.split(";\n") if part.strip()]

@@ -50,26 +50,26 @@ def wait_until(condition: Any, timeout: float, what: str, every: float = 0.1) ->
         time.sleep(every)
 
 
-class Observer(threading.Thread):
-    """Looks at the ERP the way its users do, all the time: every snapshot must show whole batches only (staging
-    rows, ledger entries and agent_run's rows_written agree, and are a multiple of the batch size during an initial
-    load of full batches)."""
+class Looker(threading.Thread):
+    """Calls `look()` every `every` seconds until `finish()`; an error in a look fails the test at `finish()`."""
 
-    def __init__(self, plant: Plant, batch_size: int):
+    every = 0.01
+
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.plant, self.batch_size, self.stop = plant, batch_size, threading.Event()
+        self.stop = threading.Event()
         self.looks = 0
-        self.partial: list[tuple[int, int, int]] = []
         self.error: BaseException | None = None
+
+    def look(self) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                found = consistent_counts(self.plant)
+                self.look()
                 self.looks += 1
-                if len(set(found)) != 1 or found[0] % self.batch_size:
-                    self.partial.append(found)
-                time.sleep(0.01)
+                time.sleep(self.every)
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -77,6 +77,25 @@ class Observer(threading.Thread):
         self.stop.set()
         self.join(timeout=30)
         assert self.error is None, repr(self.error)
+
+
+class Observer(Looker):
+    """Looks at the ERP the way its users do, all the time: every snapshot must show whole batches only (staging
+    rows, ledger entries and agent_run's rows_written agree, and are a multiple of the batch size during an initial
+    load of full batches)."""
+
+    def __init__(self, plant: Plant, batch_size: int):
+        super().__init__()
+        self.plant, self.batch_size = plant, batch_size
+        self.partial: list[tuple[int, int, int]] = []
+
+    def look(self) -> None:
+        found = consistent_counts(self.plant)
+        if len(set(found)) != 1 or found[0] % self.batch_size:
+            self.partial.append(found)
+
+    def finish(self) -> None:
+        super().finish()
         assert self.partial == [], f"a partial batch was visible (staged, ledger, rows_written): {self.partial[:5]}"
         assert self.looks > 10, "the observer hardly looked"
 

@@ -9,7 +9,6 @@ version) staged once (the audit trigger sees every insert), for every flow.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.dialects.locking import lock_name
-from fault_actors import Writer, Writers, generate, sigkill, start_agent, stop_agent, wait_until
+from fault_actors import Looker, Writer, Writers, generate, sigkill, start_agent, stop_agent, wait_until
 from fault_support import KINDS, Plant, assert_staging_equals_source, configure, engine_for, ledger
 
 FLOWS = ("la", "lb", "lc", "ld")
@@ -67,25 +66,18 @@ class LockView:
         return {f: [agents.get(s, f"?{s}") for s in found] for f, found in sessions.items()}
 
 
-class Sampler(threading.Thread):
+class Sampler(Looker):
+    """Who holds each flow's lock, every 0.1 s: (when, flow -> the agent pids holding it)."""
+
+    every = 0.1
+
     def __init__(self, view: LockView):
-        super().__init__(daemon=True)
-        self.view, self.stop = view, threading.Event()
+        super().__init__()
+        self.view = view
         self.samples: list[tuple[float, dict[str, list[Any]]]] = []
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                self.samples.append((time.monotonic(), self.view.holders()))
-                time.sleep(0.1)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.join(timeout=30)
-        assert self.error is None, repr(self.error)
+    def look(self) -> None:
+        self.samples.append((time.monotonic(), self.view.holders()))
 
 
 @pytest.mark.parametrize("kind", KINDS)

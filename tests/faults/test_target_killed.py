@@ -54,7 +54,8 @@ class Killer(threading.Thread):
         admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         erp = make_url(self.plant.pair.erp_url)
         try:
-            while not self.stop.is_set() and len(self.killed) < self.wanted:
+            # A kill can land just after the COMMIT (the transaction had ended): go on until one failed a batch.
+            while not self.stop.is_set() and (len(self.killed) < self.wanted or not failed_runs(self.plant)):
                 time.sleep(self.random.uniform(0.01, 0.15))
                 with admin.connect() as conn:
                     found = conn.execute(sa.text(WRITING[self.plant.kind]), {"db": erp.database, "user": erp.username}).all()
@@ -71,6 +72,11 @@ class Killer(threading.Thread):
             self.error = exc
         finally:
             admin.dispose()
+
+
+def failed_runs(plant: Plant) -> list[tuple[str]]:
+    return erp_rows(plant, f"SELECT message FROM {plant.control('agent_run')} WHERE flow = :f AND outcome = 'failed'",
+                    f=plant.name)
 
 
 def insert_chunk(plant: Plant, first_id: int) -> None:
@@ -94,8 +100,8 @@ def test_erp_connection_terminated_mid_transaction_leaves_no_partial_batch_and_l
     killer.start()
     try:
         wait_until(lambda: consistent_counts(plant)[0] == ROWS, 120, "the initial load", every=0.05)
-        chunks = 0  # steady state: new rows while the kills go on, until the killer has caught a write (timing)
-        while chunks < CHUNKS or (not killer.killed and chunks < MAX_CHUNKS):
+        chunks = 0  # steady state: new rows while the kills go on, until a kill has failed a batch (timing)
+        while chunks < CHUNKS or (not failed_runs(plant) and chunks < MAX_CHUNKS):
             insert_chunk(plant, ROWS + 1 + chunks * BATCH)
             chunks += 1
             time.sleep(0.1)
@@ -113,8 +119,7 @@ def test_erp_connection_terminated_mid_transaction_leaves_no_partial_batch_and_l
     assert consistent_counts(plant) == (total, total, total)
     assert_staging_equals_source(plant)
     assert sum(audited(plant).values()) == total
-    failures = erp_rows(plant, f"SELECT message FROM {plant.control('agent_run')} WHERE flow = :f AND outcome = 'failed'",
-                        f=plant.name)
+    failures = failed_runs(plant)
     assert failures, f"no failed run was recorded for {len(killer.killed)} terminated sessions"
     print(f"{kind}: terminated {len(killer.killed)} sessions mid-transaction: {killer.killed}; failures recorded: "
           f"{[m[:80] for (m,) in failures]}")
