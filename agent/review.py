@@ -116,19 +116,21 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
     control = ControlTables.in_schema(target, schema)
     staging = _staging_names(name, flow, schema)
     context = batch_context(target, staging, control)
-    add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left",
-        target.render("drop_batch_table", **context))
-    add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table",
-        target.render("create_batch_table", **context))
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop a batch table a failed batch may have left "
+        "(PostgreSQL keeps one per session)", target.render("drop_batch_table", **context))
+    add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table (PostgreSQL: made once "
+        "per session)", target.render("create_batch_table", **context))
     add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
         target.load_batch_sql(context["batch_table"], staging.insert_columns))
     add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
         target.render("analyze_batch_table", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
-        "skipped, whatever the import job did to the staging rows)", target.render("ledger_insert", **context))
-    add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded",
-        target.render("write_staging", **context))
-    add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table", target.render("drop_batch_table", **context))
+        "skipped, whatever the import job did to the staging rows; on PostgreSQL part of write_staging)",
+        target.render("ledger_insert", **context))
+    add(flow.target, target, "write_staging", f"{batch}: append exactly the rows the ledger just recorded (PostgreSQL: "
+        "the ledger entries and the staging rows in one statement)", target.render("write_staging", **context))
+    add(flow.target, target, "drop_batch_table", f"{batch}: drop the batch table (PostgreSQL: the commit empties it)",
+        target.render("drop_batch_table", **context))
 
 
 def quarantine_statements(config: LoadedConfig, name: str) -> list[Statement]:

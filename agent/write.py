@@ -73,19 +73,27 @@ def insert_new_rows(
     if not rows:
         return 0
     context = batch_context(dialect, staging, control)
-    conn.execute(dialect.statement("drop_batch_table", **context))
+    _execute_if_any(conn, dialect, "drop_batch_table", context)
     conn.execute(dialect.statement("create_batch_table", **context))
     dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types())
-    analyze = dialect.render("analyze_batch_table", **context)
-    if analyze:  # comments only (render drops them) where the database needs no ANALYZE
-        conn.execute(sa.text(analyze))
-    staged_at = report.utc_now()
-    conn.execute(dialect.statement("ledger_insert", _STAGED_AT, **context), {"staged_at": staged_at})
-    # The same bound value finds the entries just written through the ledger's (flow, staged_at) index.
-    written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context),
-                           {"batch_id": batch_id, "flow": staging.flow, "staged_at": staged_at}).rowcount
-    conn.execute(dialect.statement("drop_batch_table", **context))
+    _execute_if_any(conn, dialect, "analyze_batch_table", context)
+    params = {"batch_id": batch_id, "flow": staging.flow, "staged_at": report.utc_now()}
+    _execute_if_any(conn, dialect, "ledger_insert", context, params)
+    # The same bound staged_at finds the entries ledger_insert.sql just wrote (where it is a statement of its own).
+    written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context), params).rowcount
+    _execute_if_any(conn, dialect, "drop_batch_table", context)
     return written
+
+
+def _execute_if_any(
+    conn: Connection, dialect: Dialect, template: str, context: dict[str, Any], params: dict[str, Any] | None = None,
+) -> None:
+    """Run a batch statement where the dialect has one: a template of comments only (PostgreSQL's drop, ANALYZE and
+    ledger insert, done otherwise there) renders empty and is skipped."""
+    text = dialect.render(template, **context)
+    if text:
+        types = {name: type_ for name, type_ in _STAGED_AT.items() if f":{name}" in text}
+        conn.execute(dialect.statement(template, types, **context), {k: v for k, v in (params or {}).items() if f":{k}" in text})
 
 
 def batch_context(dialect: Dialect, staging: StagingTable, control: ControlTables) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def batch_context(dialect: Dialect, staging: StagingTable, control: ControlTable
     the agent writes and what each gets (a batch column, or, for a vendor table's reference, the ledger entry id)."""
     written = staging.written_columns
     return {
-        "batch_table": dialect.batch_table_name(staging.flow, staging.schema),
+        "batch_table": dialect.batch_table_name(staging.flow, staging.schema, shape=_shape(staging)),
         "staging_table": dialect.table(staging.schema, staging.name),
         "ledger_table": control.ledger,
         "columns": [dialect.quote(c) for c in staging.insert_columns],
@@ -105,6 +113,11 @@ def batch_context(dialect: Dialect, staging: StagingTable, control: ControlTable
         "vendor": staging.vendor,
         "reference": dialect.quote(staging.reference) if staging.reference else None,
     }
+
+
+def _shape(staging: StagingTable) -> str:
+    """What the batch table's columns depend on: a dialect that keeps the table for the session names it by this."""
+    return repr((staging.flow, staging.schema, staging.name, staging.columns))
 
 
 def insert_quarantined(

@@ -55,6 +55,46 @@ def pg_copy_pipe(mes_url: str, erp_url: str) -> float:
         return time.perf_counter() - started
 
 
+# The product path's mapping, as SQL (bench/common.py COLUMNS), for the COPY pipe into the agent's own tables.
+_STAGING_SELECT = {
+    "stg_batch_id": "'reference'", "stg_flow": "'work_orders'", "stg_source_key": "work_order_id::text",
+    "stg_source_version": "modified_date::text || '|' || work_order_id", "stg_change": "'U'",
+    "order_no": "work_order_id", "product_id": "product_id", "qty_planned": "order_qty", "qty_good": "stocked_qty",
+    "qty_scrap": "scrapped_qty",
+    "scrap_reason": "CASE scrap_reason_id WHEN 1 THEN 'BRKN' WHEN 2 THEN 'DRILL' ELSE 'OTHER' END",
+    "started_at": "start_date", "finished_at": "end_date", "due_date": "due_date", "mes_modified_at": "modified_date",
+}
+_LEDGER_SELECT = {"flow": "'work_orders'", "source_key": "work_order_id::text",
+                  "source_version": "modified_date::text || '|' || work_order_id", "batch_id": "'reference'",
+                  "staged_at": "now()"}
+
+
+def pg_copy_pipe_into_staging(mes_url: str, erp_url: str, schema: str) -> float:
+    """The COPY pipe into the agent's own staging table and agent_ledger (their indexes, the mapping as SQL), one
+    transaction: what the server must do for every row any exactly-once write into these tables does, at COPY speed."""
+    with psycopg.connect(libpq(erp_url)) as erp, psycopg.connect(libpq(mes_url)) as mes:
+        erp.execute(f"TRUNCATE {schema}.stg_work_order, {schema}.agent_ledger")
+        erp.commit()
+        started = time.perf_counter()
+        for table, select in (("stg_work_order", _STAGING_SELECT), ("agent_ledger", _LEDGER_SELECT)):
+            _copy_pipe(mes, erp, f"{schema}.{table}", select)
+        erp.commit()
+        seconds = time.perf_counter() - started
+        erp.execute(f"TRUNCATE {schema}.stg_work_order, {schema}.agent_ledger")
+        erp.commit()
+        return seconds
+
+
+def _copy_pipe(mes: psycopg.Connection, erp: psycopg.Connection, table: str, select: dict[str, str]) -> None:
+    types = dict(erp.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                             "WHERE attrelid = %s::regclass AND attnum > 0", [table]).fetchall())
+    columns = ", ".join(f"CAST({expression} AS {types[name]}) AS c{i}" for i, (name, expression) in enumerate(select.items()))
+    read = f"COPY (SELECT {columns} FROM production.work_order ORDER BY modified_date, work_order_id) TO STDOUT (FORMAT BINARY)"
+    with mes.cursor().copy(read) as out, erp.cursor().copy(f"COPY {table} ({', '.join(select)}) FROM STDIN (FORMAT BINARY)") as into:
+        for chunk in out:
+            into.write(chunk)
+
+
 def pg_keyset_loop(mes_url: str, erp_url: str, batch: int, bulk: str) -> float:
     """Keyset pages (binary fetch, prepared) -> binary COPY (`bulk="copy"`) or executemany, watermark per batch."""
     with psycopg.connect(libpq(erp_url)) as erp, psycopg.connect(libpq(mes_url)) as mes:

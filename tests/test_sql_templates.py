@@ -89,6 +89,7 @@ flows:
 
 def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
     found: dict[str, dict[tuple[str, str], list[str]]] = {}
+    runs: dict[str, set[tuple[str, str]]] = {}
     for dialect in DIALECTS:
         config = load_config(review_config(tmp_path, dialect))
         statements = sql_review.startup_statements(config) + [
@@ -99,6 +100,8 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
         # PostgreSQL loads a batch with COPY (a stream, no bind parameters); the others bind one row's values.
         found[dialect] = {(s.template, s.purpose): sorted(dict(s.params)) for s in statements
                           if s.template != "load_batch_table"}
+        # A template of comments only runs nothing there (PostgreSQL's batch-table drop and separate ledger insert).
+        runs[dialect] = {(s.template, s.purpose) for s in statements if s.sql.strip()}
     keys = {dialect: set(statements) for dialect, statements in found.items()}
     # SQLite has no logins and no sessions: its privilege check and its flow-lock templates (a file lock instead) are
     # comments, so they run nothing and bind nothing.
@@ -106,9 +109,9 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
     assert keys["sqlite"] | {k for k in keys["postgresql"] if k[0] in comments} == keys["postgresql"]
     for dialect in ("mysql", "mssql"):
         assert keys[dialect] == keys["postgresql"]
-    for key, params in found["postgresql"].items():
+    for key, params in found["mysql"].items():
         for dialect in DIALECTS:
-            if key in found[dialect]:
+            if key in runs[dialect]:
                 assert found[dialect][key] == params, (dialect, key)
 
 

@@ -135,8 +135,9 @@ class Dialect:
         """A column default as the catalog reports it; None when the column has none."""
         return None if text is None else str(text).strip()
 
-    def batch_table_name(self, flow: str, schema: str | None = None) -> str:
-        """Session-private table the batch is loaded into before the de-duplicating insert."""
+    def batch_table_name(self, flow: str, schema: str | None = None, shape: str = "") -> str:
+        """Session-private table the batch is loaded into before the de-duplicating insert. `shape`: what its columns
+        depend on, for a dialect that keeps the table for the session (PostgreSQL) and so must name each shape."""
         return self.quote(f"agent_batch_{flow}")
 
     # --- templates ---------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ class MSSQLDialect(Dialect):
     # is on MariaDB: a `datetime` column refuses text with more than 3 fractional digits.
     # Not verified against a live SQL Server: none runs in this project's tests.
 
-    def batch_table_name(self, flow: str, schema: str | None = None) -> str:
+    def batch_table_name(self, flow: str, schema: str | None = None, shape: str = "") -> str:
         return self.quote(f"#agent_batch_{flow}")
 
     def engine_url(self, url: URL, role: Role, attach: dict[str, str]) -> URL:

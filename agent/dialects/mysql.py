@@ -127,7 +127,7 @@ class MySQLDialect(Dialect):
             return WideIntegerText()
         return sa_type
 
-    def batch_table_name(self, flow: str, schema: str | None = None) -> str:
+    def batch_table_name(self, flow: str, schema: str | None = None, shape: str = "") -> str:
         # A temporary table lives in a database here; put it in the staging schema, where the grant is.
         return self.table(schema, f"agent_batch_{flow}")
 

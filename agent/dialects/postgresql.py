@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -53,6 +54,12 @@ class PostgreSQLDialect(Dialect):
     def connect_args(self, role: Role) -> dict[str, Any]:
         options = "-c default_transaction_read_only=on" if role == "source" else "-c timezone=UTC"
         return {"options": options}
+
+    def batch_table_name(self, flow: str, schema: str | None = None, shape: str = "") -> str:
+        # The table is kept for the session (create_batch_table.sql): a digest of its shape names it, first, so that
+        # PostgreSQL's 63-byte limit can only cut the flow's name, never make two shapes one table.
+        digest = hashlib.blake2b(shape.encode(), digest_size=6).hexdigest()
+        return self.quote(f"agent_batch_{digest}_{flow}"[:63])
 
     def load_batch_table(
         self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],

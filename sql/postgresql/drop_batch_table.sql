@@ -1,2 +1,3 @@
--- Drop the batch table (also run before creating it, in case a failed batch left one on this session).
-DROP TABLE IF EXISTS {{ batch_table }}
+-- Nothing to run on PostgreSQL: the batch table is kept for the session (create_batch_table.sql), emptied by every
+-- commit and rollback; the batch statements read only the rows of their own batch (stg_batch_id = :batch_id).
+-- Elsewhere the batch table is dropped here. Executed only when this file holds a statement.
