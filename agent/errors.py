@@ -35,6 +35,11 @@ class UnsupportedValue(AgentError):
     """A watermark value has a type the agent cannot store exactly."""
 
 
+class BulkLoadChanged(AgentError):
+    """A bulk load (MySQL's LOAD DATA LOCAL, which turns conversion errors into warnings) did not load every value
+    exactly: the batch is rolled back."""
+
+
 class SnapshotError(ConfigError):
     """A schema snapshot is missing, incomplete or was edited by hand: the gate cannot check that system."""
 

@@ -120,8 +120,8 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         "(PostgreSQL keeps one per session)", target.render("drop_batch_table", **context))
     add(flow.target, target, "create_batch_table", f"{batch}: the session-private batch table (PostgreSQL: made once "
         "per session)", target.render("create_batch_table", **context))
-    add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (one statement for the batch)",
-        target.load_batch_sql(context["batch_table"], staging.insert_columns))
+    add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (in bulk: COPY, LOAD DATA or multi-row "
+        "inserts)", target.load_batch_sql(context["batch_table"], staging.insert_columns, staging.bind_types()))
     add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
         target.render("analyze_batch_table", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "

@@ -1,6 +1,7 @@
 """Every performance figure of issue 12, each next to its reference measured in the same run.
 
-    python bench/run_all.py [--rows 1000000] [--runs 3] [--mariadb-rows 200000] [--dlt-runs 1] [--skip-mariadb] [--skip-dlt]
+    python bench/run_all.py [--rows 1000000] [--runs 3] [--mariadb-rows 200000] [--dlt-runs 1] [--skip-dlt]
+                             [--skip-mariadb | --only-mariadb]
 
 Makes its own databases on the local PostgreSQL and MariaDB ($MEA_BENCH_PG, $MEA_BENCH_MYSQL; dropped at the
 end), loads the AdventureWorks work orders scaled up to --rows, and measures, --runs times each (medians):
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each load (medians)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--skip-mariadb", action="store_true")
+    parser.add_argument("--only-mariadb", action="store_true", help="only the MariaDB figures (skips PostgreSQL and dlt)")
     parser.add_argument("--dlt-runs", type=int, default=1, help="runs of each dlt load (dlt's defaults are slow)")
     parser.add_argument("--skip-dlt", action="store_true")
     args = parser.parse_args()
@@ -50,8 +52,9 @@ def main() -> int:
     table: list[tuple[str, str, str, str]] = []  # figure, value, reference, ratio / target
     try:
         with tempfile.TemporaryDirectory() as folder:
-            postgresql(Path(folder), scratch, args, table)
-            if not args.skip_mariadb:
+            if not args.only_mariadb:
+                postgresql(Path(folder), scratch, args, table)
+            if not args.skip_mariadb or args.only_mariadb:
                 mariadb(Path(folder), scratch, args, table)
     finally:
         scratch.drop_all()

@@ -97,7 +97,8 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
             for s in sql_review.flow_statements(config, name) + sql_review.status_statements(config, name)
             + sql_review.quarantine_statements(config, name) + sql_review.lock_statements(config, name)
         ]
-        # PostgreSQL loads a batch with COPY (a stream, no bind parameters); the others bind one row's values.
+        # PostgreSQL loads a batch with COPY (a stream) and MySQL with LOAD DATA (a file): no bind parameters; the others
+        # bind one row's values.
         found[dialect] = {(s.template, s.purpose): sorted(dict(s.params)) for s in statements
                           if s.template != "load_batch_table"}
         # A template of comments only runs nothing there (PostgreSQL's batch-table drop and separate ledger insert).

@@ -230,8 +230,11 @@ class Dialect:
         if payload:
             conn.execute(statement, payload)
 
-    def load_batch_sql(self, batch_table: str, columns: Sequence[str]) -> str:
-        """The statement that loads one batch into the batch table (multi-row insert, or COPY on PostgreSQL)."""
+    def load_batch_sql(
+        self, batch_table: str, columns: Sequence[str], bind_types: dict[str, sa.types.TypeEngine] | None = None,
+    ) -> str:
+        """The statement that loads one batch into the batch table (an insert executed for every row, COPY on
+        PostgreSQL, LOAD DATA LOCAL INFILE or multi-row inserts on MySQL); `bind_types`: the columns' types."""
         return self.render(
             "load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns], params=_params(columns)
         )

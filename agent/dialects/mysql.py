@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from agent.dialects.type_names import TypeName, TypeNames
+from agent.dialects import mysql_load
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
 
@@ -97,6 +100,11 @@ class MySQLDialect(Dialect):
         "date": TypeName("date"), "time": TypeName("time(6)"), "boolean": TypeName("boolean"),
     }
 
+    def __init__(self, sa_dialect: sa.engine.Dialect | None = None):
+        super().__init__(sa_dialect)
+        # The driver's text of the batch table's multi-row INSERT: (batch table, columns, rows, paramstyle) -> text.
+        self._insert_sql: dict[tuple[Any, ...], tuple[str, bool]] = {}
+
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -131,7 +139,17 @@ class MySQLDialect(Dialect):
         # A temporary table lives in a database here; put it in the staging schema, where the grant is.
         return self.table(schema, f"agent_batch_{flow}")
 
+    def connect_args(self, role: Role) -> dict[str, Any]:
+        if self.sa_dialect.driver != "pymysql":
+            return {}
+        # PyMySQL offers LOAD DATA LOCAL INFILE to the server only when connected with it (the batch table's load;
+        # MariaDB Connector/ODBC offers it by default).
+        return {"conv": mysql_load.pymysql_conversions(), **({"local_infile": True} if role == "target" else {})}
+
     def on_connect(self, dbapi_connection: Any, role: Role, attach: dict[str, str]) -> None:
+        if hasattr(dbapi_connection, "_local_infile"):
+            # PyMySQL: answer the server's file requests only during the agent's own LOAD DATA (mysql_load.py).
+            dbapi_connection._local_infile = False
         cursor = dbapi_connection.cursor()
         try:
             if role == "source":
@@ -141,3 +159,50 @@ class MySQLDialect(Dialect):
                 cursor.execute("SET time_zone = '+00:00'")
         finally:
             cursor.close()
+
+    # --- the write path: LOAD DATA LOCAL INFILE (PyMySQL), else multi-row INSERTs (agent/dialects/mysql_load.py) ----
+    def load_batch_table(
+        self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+        bind_types: dict[str, sa.types.TypeEngine],
+    ) -> None:
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        if mysql_load.infile_allowed(conn):
+            def statement(path: str) -> sa.TextClause:
+                return sa.text(self.load_batch_sql(batch_table, columns, bind_types, path))
+
+            if mysql_load.load_infile(conn, statement, [_is_binary(bind_types[c]) for c in columns], rows):
+                return
+        types = [self.bind_type(bind_types[c]).dialect_impl(conn.dialect) for c in columns]
+        processors = [t.bind_processor(conn.dialect) for t in types]
+
+        def statement_for(count: int) -> tuple[str, bool]:
+            key = (batch_table, tuple(columns), count, conn.dialect.paramstyle)
+            if key not in self._insert_sql:
+                text = self.render("load_batch_table", infile=False, batch_table=batch_table, rows=count,
+                                   columns=[self.quote(c) for c in columns])
+                compiled = sa.text(text).compile(dialect=conn.dialect)
+                if len(self._insert_sql) > 64:  # a few flows, each a full and a last statement per batch
+                    self._insert_sql.clear()
+                self._insert_sql[key] = (compiled.string, compiled.positional)
+            return self._insert_sql[key]
+
+        mysql_load.insert_rows(conn, statement_for, len(columns), rows, processors)
+
+    def load_batch_sql(
+        self, batch_table: str, columns: Sequence[str], bind_types: dict[str, sa.types.TypeEngine] | None = None,
+        path: str = "<temporary file>",
+    ) -> str:
+        """LOAD DATA LOCAL INFILE of the batch's file at `path` (render-sql shows a placeholder); a server that refuses
+        it gets multi-row INSERTs (the same template, `infile=False`)."""
+        quoted = [self.quote(c) for c in columns]
+        binary = [bind_types is not None and _is_binary(bind_types[c]) for c in columns]
+        targets = [f"@b{i}" if b else q for i, (q, b) in enumerate(zip(quoted, binary, strict=True))]
+        unhex = [(q, f"@b{i}") for i, (q, b) in enumerate(zip(quoted, binary, strict=True)) if b]
+        return self.render("load_batch_table", infile=True, path=self.literal(path), batch_table=batch_table,
+                           targets=targets, unhex=unhex)
+
+
+def _is_binary(sa_type: sa.types.TypeEngine) -> bool:
+    return isinstance(sa_type, sa.types._Binary)
