@@ -30,6 +30,7 @@ class SourceColumn:
     sa_type: sa.types.TypeEngine
     column_type: ColumnType | None  # None: an expression of a custom query (its type is unknown)
     nullable: bool
+    native: str | None = None  # the type as the database spells it (the catalog's), where it was read
 
 
 def describe_source_table(engine: Engine, schema: str | None, table: str) -> dict[str, SourceColumn]:
@@ -46,7 +47,7 @@ def _source_column(column: ColumnSnapshot) -> SourceColumn:
         # A type the agent has no family for (an enum, uuid, json, interval): its values are read and staged as
         # text; an enum's are as long as its longest label.
         column_type = ColumnType("text", length=max((len(label) for label in column.labels), default=None))
-    return SourceColumn(column.name, to_sqlalchemy(column_type), column_type, column.nullable)
+    return SourceColumn(column.name, to_sqlalchemy(column_type), column_type, column.nullable, column.native)
 
 
 def describe_source(engine: Engine, dialect: Dialect, flow: FlowConfig) -> dict[str, SourceColumn]:

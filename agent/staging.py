@@ -32,6 +32,7 @@ class StagingColumn:
     name: str
     column_type: ColumnType
     nullable: bool
+    native: str | None = None  # the live column's type as the database spells it (with_live_types), else None
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class StagingTable:
     def bind_types(self) -> dict[str, sa.types.TypeEngine]:
         return {**CONTROL_TYPES, **{c.name: to_sqlalchemy(c.column_type) for c in self.columns}}
 
+    def native_types(self) -> dict[str, str | None]:
+        """The mapped columns' live types as the database spells them (None where not read from the catalog)."""
+        return {c.name: c.native for c in self.columns}
+
     def types(self) -> dict[str, ColumnType]:
         return {c.name: c.column_type for c in self.columns}
 
@@ -89,12 +94,14 @@ def staging_table(flow_name: str, flow: FlowConfig, schema: str, columns: tuple[
 
 def with_live_types(table: StagingTable, live: dict[str, SourceColumn], dialect: Dialect) -> StagingTable:
     """The staging table typed as the database has it: what a DBA created is what can be written."""
-    columns = tuple(_with_live_type(c, live[c.name].column_type, dialect) for c in table.columns)
+    columns = tuple(_with_live_type(c, live[c.name], dialect) for c in table.columns)
     return replace(table, columns=columns)
 
 
-def _with_live_type(column: StagingColumn, live_type: ColumnType | None, dialect: Dialect) -> StagingColumn:
-    return replace(column, column_type=dialect.stored_type(live_type)) if live_type is not None else column
+def _with_live_type(column: StagingColumn, live: SourceColumn, dialect: Dialect) -> StagingColumn:
+    if live.column_type is None:
+        return column
+    return replace(column, column_type=dialect.stored_type(live.column_type), native=live.native)
 
 
 def unbounded_decimal_problems(config: LoadedConfig, dialect: Dialect, tables: list[StagingTable]) -> list[str]:

@@ -75,7 +75,8 @@ def insert_new_rows(
     context = batch_context(dialect, staging, control)
     _execute_if_any(conn, dialect, "drop_batch_table", context)
     conn.execute(dialect.statement("create_batch_table", **context))
-    dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types())
+    dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types(),
+                             staging.native_types())
     _execute_if_any(conn, dialect, "analyze_batch_table", context)
     params = {"batch_id": batch_id, "flow": staging.flow, "staged_at": report.utc_now()}
     _execute_if_any(conn, dialect, "ledger_insert", context, params)

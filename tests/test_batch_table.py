@@ -19,6 +19,7 @@ from agent import pipeline, write
 from agent.config import load_config
 from agent.connect import Systems
 from agent.demo import adventureworks
+from agent.dialects import pg_copy
 from agent.drift.gate import DriftGate
 from helpers import make_pair, prepare_erp, staging_engine, work_order_flow, write_config
 
@@ -141,3 +142,60 @@ def test_a_large_batch_is_joined_to_its_new_ledger_entries_by_hash_or_merge_neve
     finally:
         sa.event.remove(ctx.target_engine, "before_cursor_execute", capture)
     assert "Nested Loop" not in plan and ("Hash Join" in plan or "Merge Join" in plan), plan
+
+
+def text_only(ctx: pipeline.FlowContext) -> Any:
+    """The flow's staging table without the live native types: its batches go by text COPY."""
+    return dataclasses.replace(ctx.staging, columns=tuple(dataclasses.replace(c, native=None) for c in ctx.staging.columns))
+
+
+def staged_values(engine: sa.Engine, batch_id: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT order_no, product_id, qty_planned, qty_good, qty_scrap, scrap_reason, started_at, finished_at, "
+            "due_date, mes_modified_at FROM staging.stg_work_order WHERE stg_batch_id = :b ORDER BY order_no"), {"b": batch_id})]
+
+
+def test_binary_copy_stores_exactly_what_text_copy_stores(flow):
+    ctx, erp = flow
+    assert ctx.staging.native_types()["qty_good"] == "numeric(18,3)"  # read from the live staging table
+    odd = dt.datetime(1999, 12, 31, 23, 59, 59, 999999)
+
+    def rows(batch_id: str, base: int) -> list[tuple[Any, ...]]:
+        return [(batch_id, "work_orders", str(base + i), "v1", "U", base + i, -2**31, 2**31 - 1, amount, -2**15, code,
+                 odd, STAMP, dt.datetime(1, 1, 1), None)
+                for i, (amount, code) in enumerate([(Decimal("7.1256"), "ÄÖü€"), (Decimal("-0.0005"), ""),
+                                                    (Decimal("999999999999999.999"), "a\tb")])]
+
+    natives = pg_copy.natives_of(ctx.staging.insert_columns, ctx.staging.native_types())
+    assert pg_copy.binary_types(natives, rows("K", 200)) is not None  # batch K goes by binary COPY
+    assert pg_copy.binary_types(pg_copy.natives_of(ctx.staging.insert_columns, {}), rows("L", 300)) is None
+    with ctx.target_engine.connect() as conn:
+        with conn.begin():
+            assert insert(conn, ctx, rows("K", 200), "K") == 3
+        with conn.begin():
+            assert insert(conn, ctx, rows("L", 300), "L", staging=text_only(ctx)) == 3
+    binary, text = staged_values(erp, "K"), staged_values(erp, "L")
+    assert [r[1:] for r in binary] == [r[1:] for r in text]
+    assert [r[3] for r in binary] == [Decimal("7.126"), Decimal("-0.001"), Decimal("999999999999999.999")]
+    assert binary[0][6] == odd and binary[0][8] == dt.datetime(1, 1, 1) and binary[0][5] == "ÄÖü€"
+
+
+def test_a_batch_whose_values_binary_copy_cannot_take_goes_as_text(flow):
+    """A zoned datetime after a naive one in a `timestamp` column: found only while streaming, so the binary attempt
+    rolls back to its savepoint and the batch goes by text COPY (which keeps the wall-clock time)."""
+    ctx, erp = flow
+    zoned = dt.datetime(2026, 3, 1, 8, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    rows = [(*mapped("M", 400)[:11], STAMP, *mapped("M", 400)[12:]),
+            (*mapped("M", 401)[:11], zoned, *mapped("M", 401)[12:])]
+    with ctx.target_engine.connect() as conn, conn.begin():
+        assert insert(conn, ctx, rows, "M") == 2
+    assert [r[6] for r in staged_values(erp, "M")] == [STAMP, zoned.replace(tzinfo=None)]
+
+
+def test_a_value_neither_copy_can_take_fails_the_batch_with_the_database_message(flow):
+    ctx, _erp = flow
+    too_long = (*mapped("N", 500)[:10], "TOOLONG", *mapped("N", 500)[11:])  # scrap_reason is varchar(5)
+    too_long_message = r"value too long for type character varying\(5\)"
+    with ctx.target_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match=too_long_message), conn.begin():
+        insert(conn, ctx, [too_long], "N")

@@ -6,7 +6,7 @@ SQL templates of `sql/<name>/`: everything specific to one database is in those 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -219,7 +219,7 @@ class Dialect:
     # --- the write path --------------------------------------------------------------------------
     def load_batch_table(
         self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-        bind_types: dict[str, sa.types.TypeEngine],
+        bind_types: dict[str, sa.types.TypeEngine], native_types: Mapping[str, str | None] | None = None,
     ) -> None:
         """Load rows into the batch table: one multi-row insert by default (dialects may use a bulk API)."""
         statement = sa.text(self.load_batch_sql(batch_table, columns))

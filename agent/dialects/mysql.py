@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Iterable, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -163,7 +163,7 @@ class MySQLDialect(Dialect):
     # --- the write path: LOAD DATA LOCAL INFILE (PyMySQL), else multi-row INSERTs (agent/dialects/mysql_load.py) ----
     def load_batch_table(
         self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-        bind_types: dict[str, sa.types.TypeEngine],
+        bind_types: dict[str, sa.types.TypeEngine], native_types: Mapping[str, str | None] | None = None,
     ) -> None:
         rows = rows if isinstance(rows, list) else list(rows)
         if not rows:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agent.dialects import pg_copy
 from agent.dialects.type_names import TypeName, TypeNames
 from agent.dialects.base import Dialect, Role
 from agent.types import ColumnType
@@ -63,18 +64,14 @@ class PostgreSQLDialect(Dialect):
 
     def load_batch_table(
         self, conn: Connection, batch_table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-        bind_types: dict[str, sa.types.TypeEngine],
+        bind_types: dict[str, sa.types.TypeEngine], native_types: Mapping[str, str | None] | None = None,
     ) -> None:
-        statement = self.load_batch_sql(batch_table, columns)
-        driver_connection = conn.connection.driver_connection
-        assert driver_connection is not None, "a connection in use is never detached from its driver connection"
-        cursor = driver_connection.cursor()
-        driver_error = conn.dialect.loaded_dbapi.Error
-        try:
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except driver_error as exc:
-            # COPY runs on the driver's own cursor, outside SQLAlchemy, which wraps every other statement's errors:
-            # wrap this one too, so that the run records a flow failure instead of ending in a traceback.
-            raise sa.exc.DBAPIError.instance(statement, None, exc, driver_error) from exc
+        rows = rows if isinstance(rows, list) else list(rows)
+        types = pg_copy.binary_types(pg_copy.natives_of(columns, native_types), rows) if native_types is not None else None
+        pg_copy.copy_rows(conn, lambda binary: self.load_batch_sql(batch_table, columns, binary=binary), rows, types)
+
+    def load_batch_sql(
+        self, batch_table: str, columns: Sequence[str], bind_types: dict[str, sa.types.TypeEngine] | None = None,
+        binary: bool = False,
+    ) -> str:
+        return self.render("load_batch_table", batch_table=batch_table, columns=[self.quote(c) for c in columns], binary=binary)
