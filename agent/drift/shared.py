@@ -1,9 +1,10 @@
 """Flows that poll at the same moment share one catalog read per system, and each poll is still answered by a read
 that began after it asked: a schema change committed before a poll started always stops that poll.
 
-When the scheduler fires many flows in one tick (the long-running mode, one cadence), their asks arrive within a
-few milliseconds of each other. Without a wait, the first ask begins a read at once and the others, asking a moment
-later, cannot take its answer (it began before they asked) and need a second read. So an ask that finds no round
+When the scheduler fires many flows in one tick (the long-running mode: schedule.CadenceTrigger fires the flows of
+one cadence together), their asks arrive within a few milliseconds of each other. Without a wait, the first ask
+begins a read at once and the others, asking a moment later, cannot take its answer (it began before they asked)
+and need a second read. So an ask that finds no round
 open opens one and its read waits a short coalescing window: it begins when every flow of the system has asked,
 when no flow has asked for `QUIET` seconds, or `WINDOW` seconds after the round opened, whichever comes first.
 Every flow that asks before the read begins joins that round; a flow asking later opens the next round, whose read
