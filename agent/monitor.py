@@ -49,6 +49,7 @@ class Monitor:
 
     # --- after every poll ------------------------------------------------------------------------
     def after_poll(self, report: FlowReport, next_run: dt.datetime | None = None) -> None:
+        before = self.health.state(report.flow)
         self.health.record(report)
         self.health.set_next_run(report.flow, next_run)
         if report.outcome == FAILED:
@@ -57,7 +58,9 @@ class Monitor:
             self._recovered(report.flow)
         self.count_open_incidents()
         if self.status is not None:
-            self.status.update()
+            # At most one write a second, but never a state change left out: flows polling in the same tick (one
+            # cadence) end their polls within that second, and `status` must show the one that began failing.
+            self.status.update(force=self.health.state(report.flow) != before)
 
     def _failed(self, report: FlowReport) -> None:
         flow, now = report.flow, self.clock()

@@ -38,6 +38,8 @@ DEFAULT_EVERY = timedelta(seconds=60)
 MONITOR_JOB = "monitor"
 LEDGER_JOB = "ledger_prune"
 SPARE_WORKERS = 2  # the monitor's periodic check, and room for a coalesced late run
+CADENCE_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # `every:` fire times count from here (CadenceTrigger)
+ALIGN_STEP = timedelta(milliseconds=1)  # a multiple less than this after a run is the run itself (float rounding)
 
 
 def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
@@ -45,7 +47,20 @@ def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
     if schedule is not None and schedule.cron:
         return CronTrigger.from_crontab(schedule.cron)
     every = schedule.every if schedule is not None and schedule.every else DEFAULT_EVERY
-    return IntervalTrigger(seconds=max(every.total_seconds(), 0.1))
+    return CadenceTrigger(seconds=max(every.total_seconds(), 0.1), start_date=CADENCE_ANCHOR)
+
+
+class CadenceTrigger(IntervalTrigger):
+    """`every:` fires at whole multiples of the interval since CADENCE_ANCHOR, whenever the flow was added (a
+    plain IntervalTrigger counts from its own first run, and the flows' first runs are spread by the time each
+    takes to prepare): flows on one cadence poll in the same scheduler tick, as cron flows of one minute do, and
+    the drift gate answers them with one catalog read per system (agent/drift/shared.py). A flow's first poll
+    still runs at once; the next is at the first whole multiple after it."""
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+        if previous_fire_time is not None:
+            now = previous_fire_time + ALIGN_STEP  # the next multiple after the previous run, whatever the time now
+        return super().get_next_fire_time(None, now)
 
 
 class FlowJob:

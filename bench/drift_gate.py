@@ -8,6 +8,8 @@ it times, many times over:
   - a whole no-change poll of one flow (`pipeline.run_flow`): gate, watermark read, keyset read of nothing.
 It prints the median and 95th percentile of wall time and of the agent's own CPU time (the process's time,
 without the time spent waiting for the server). Target (issue 4): a no-change poll under 5 ms of agent time.
+One flow polling alone while the others do not ask also waits the gate's coalescing window (agent/drift/shared.py:
+QUIET, 10 ms, for the other flows of its tick): its wall time includes that wait, its CPU time does not.
 
     python bench/drift_gate.py [--flows 8] [--polls 500]     # server: $MEA_BENCH_PG_URL or postgres@127.0.0.1
 """

@@ -6,9 +6,11 @@ Its polls report their FlowReport through EVENT_JOB_EXECUTED and each committed 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +24,7 @@ from agent.connect import Systems
 from agent.demo import adventureworks
 from agent.drift.gate import DriftGate
 from agent.report import BatchReport, FlowReport
-from agent.schedule import FlowJob, build_scheduler
+from agent.schedule import FlowJob, build_scheduler, trigger_for
 from helpers import Pair, make_pair, prepare_erp, scalar, work_order_flow, write_config
 
 ORDERS = 120
@@ -132,3 +134,23 @@ def test_background_poll_reports_its_flow_report_and_each_batch(plant: tuple[Pai
         recorded.dispose()
     assert [tuple(r) for r in run_rows] == [(b.batch_id, b.rows_written) for b in batches]
     assert scalar(pair.erp_url, "SELECT COUNT(*) FROM staging.stg_work_order", pair) == ORDERS
+
+
+def test_flows_on_one_cadence_poll_in_the_same_tick_whenever_they_were_added() -> None:
+    """`every:` fires at whole multiples of the interval from one fixed instant, not from each flow's first run (spread
+    by the time each flow takes to prepare, or by a reload adding a flow later): one cadence's flows poll together, so
+    the drift gate answers them with one catalog read per system."""
+    flow = SimpleNamespace(schedule=SimpleNamespace(every=dt.timedelta(seconds=2), cron=None))
+    start = dt.datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    runs = []
+    for added in (0.0, 0.017, 0.34, 1.8, 7.5):  # first runs (at once, when added), then every 2 s from the anchor
+        trigger = trigger_for(flow)
+        first = start + dt.timedelta(seconds=added)
+        fired = [first]
+        for _ in range(3):
+            fired.append(trigger.get_next_fire_time(fired[-1], first))
+        runs.append(fired[1:])
+        assert trigger.get_next_fire_time(None, first) == fired[1]  # `next_run` and a rescheduled job agree
+    expected = [dt.datetime(2026, 3, 1, 6, 0, s, tzinfo=dt.timezone.utc) for s in (2, 4, 6)]
+    assert runs[:4] == [expected] * 4
+    assert runs[4] == [dt.datetime(2026, 3, 1, 6, 0, s, tzinfo=dt.timezone.utc) for s in (8, 10, 12)]

@@ -3,7 +3,7 @@
 `DriftGate(flow) -> None | reason` is `pipeline.Gate`. Per call it runs one catalog query on each of the
 flow's two systems (both at once), covering every watched table of that system. When the rows are the
 ones it saw last time and the snapshot has not changed, it reuses the last comparison: a poll that finds
-nothing costs one small query per system. Flows asking at the same moment share one check (see `check`).
+nothing costs one small query per system. Flows asking at the same moment share one check (shared.py).
 Drift opens an incident (reported once); a clean check closes
 it (reported too). Snapshot files are read at start and again after `invalidate` (see watcher.py).
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import threading
-import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from agent.drift.incidents import IncidentLog, fingerprint
 from agent.catalog.model import SystemSnapshot
 from agent.drift.policy import decide, decision_for
 from agent.drift.render import DriftReport
+from agent.drift.shared import SharedCheck
 from agent.drift.watch import TableUse, systems_of, uses_by_system, watched_tables
 from agent.errors import SnapshotError, mark_system
 
@@ -83,17 +84,21 @@ class DriftGate:
         self._last: dict[str, tuple[int, Sequence[Row], tuple[Diff, ...]]] = {}
         self._locks = {system: threading.Lock() for system in self.queries}
         self._cycle: dict[str, SystemCheck] | None = None  # inside `cycle()`: each system's check so far
-        self._latest: dict[str, tuple[float, SystemCheck]] = {}  # per system: when its last check started, and it
+        self._shared = {
+            system: SharedCheck(functools.partial(self._check, system), self._locks[system],
+                                frozenset(name for name, flow in self.flows.items() if system in (flow.source, flow.target)))
+            for system in self.queries
+        }
 
     # --- pipeline.Gate ---------------------------------------------------------------------------
     def __call__(self, flow: str) -> str | None:
         config = self.flows[flow]
         reasons = []
-        # The two systems are different servers: check the target while the source is checked here (asked now, even
-        # when the gate's thread for it is busy with another flow's check).
-        asked = time.monotonic()
-        target = self._pool.submit(self.check, config.target, asked)
-        for check in (self.check(config.source, asked), target.result()):
+        # Asked now, in this thread, on both systems: the target's check runs on the gate's pool, whose threads may be
+        # busy with other flows' checks, and the two systems are different servers, checked at the same time.
+        source, target = self._ask(config.source, flow), self._ask(config.target, flow)
+        pending = self._pool.submit(target)
+        for check in (source(), pending.result()):
             system = check.system
             if check.problem:
                 reasons.append(check.problem)
@@ -138,26 +143,28 @@ class DriftGate:
         finally:
             self._cycle = None
 
-    def check(self, system: str, asked: float | None = None) -> SystemCheck:
-        """One catalog query; diffs against the snapshot; open or close the system's incident.
+    def check(self, system: str, flow: str | None = None) -> SystemCheck:
+        """One catalog query; diffs against the snapshot; open or close the system's incident. Shared with the other
+        flows asking at the same moment, and always begun after this ask (shared.py)."""
+        return self._ask(system, flow)()
 
-        Flows polling at the same moment (the long-running mode: one cadence, many flows) share one read: a flow
-        waiting here while another flow's check runs takes the next check's answer when that check *started* after
-        this flow asked, so every poll still follows a catalog read begun after it asked (a schema change committed
-        before the poll is never missed), and a burst of polls costs two catalog queries per system, not one per flow."""
-        asked = time.monotonic() if asked is None else asked
-        with self._locks[system]:
-            if self._cycle is not None and system in self._cycle:
-                return self._cycle[system]
-            latest = self._latest.get(system)
-            if latest is not None and latest[0] >= asked:
-                return latest[1]
-            started = time.monotonic()
-            checked = self._check(system)
-            self._latest[system] = (started, checked)
-            if self._cycle is not None:
-                self._cycle[system] = checked
-            return checked
+    def _ask(self, system: str, flow: str | None) -> Callable[[], SystemCheck]:
+        """Ask for a check of `system` now; the returned call waits for its answer."""
+        if self._cycle is not None:
+            return functools.partial(self._in_cycle, system)
+        shared = self._shared[system]
+        return functools.partial(shared.answer, shared.ask(flow))
+
+    def _in_cycle(self, system: str) -> SystemCheck:
+        """`run --once` checks its flows one after another: the first check of each system, begun at once, answers all."""
+        cycle = self._cycle
+        if cycle is not None and system in cycle:
+            return cycle[system]
+        shared = self._shared[system]
+        checked = shared.answer(shared.ask(), wait=False)
+        if cycle is not None:
+            cycle[system] = checked
+        return checked
 
     def _check(self, system: str) -> SystemCheck:
         self._reload_if_dirty(system)

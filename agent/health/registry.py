@@ -160,6 +160,11 @@ class FlowHealth:
                 flow.message = None
                 self._set_state(flow, STANDBY if standby else STARTING)
 
+    def state(self, name: str) -> str | None:
+        with self._lock:
+            flow = self._flows.get(name)
+            return flow.state if flow is not None else None
+
     def healthy(self) -> bool:
         """True when every flow is ok or deliberately halted on drift (/healthz: 200)."""
         with self._lock:
