@@ -6,7 +6,7 @@ SQL templates of `sql/<name>/`: everything specific to one database is in those 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
