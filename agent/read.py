@@ -133,8 +133,16 @@ class BatchReader:
         self.source = source
         self.source_sql = source_sql
         self.watermark_positions = [self.columns.index(c) for c in flow.watermark]
+        self._statements: dict[tuple[str, bool], sa.TextualSelect] = {}
 
     def statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextualSelect:
+        """The page read for a cursor mode, built once per reader (every poll sends the same text)."""
+        key = (cursor_mode, has_upper_bound)
+        if key not in self._statements:
+            self._statements[key] = self._build_statement(cursor_mode, has_upper_bound)
+        return self._statements[key]
+
+    def _build_statement(self, cursor_mode: str, has_upper_bound: bool) -> sa.TextualSelect:
         first = self.source[self.flow.watermark[0]].sa_type
         bind_types: dict[str, sa.types.TypeEngine] = {"batch_size": sa.Integer()}
         if cursor_mode == "after":

@@ -6,7 +6,7 @@ configuration. Values are never formatted into the text: they stay named bind pa
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,48 @@ def template_path(dialect: str, template: str) -> Path:
 
 
 def render(dialect_name: str, template: str, keep_comments: bool = False, **context: Any) -> str:
-    """The rendered template; without `keep_comments` its leading comment block (the DBA's notes) is dropped."""
+    """The rendered template; without `keep_comments` its leading comment block (the DBA's notes) is dropped.
+
+    A poll renders the same few statements every time (the read, the watermark's select): a context of plain values
+    (text, numbers, lists and mappings of them) is rendered once and the text kept; any other context is rendered
+    each time, since only plain values are sure to render the same text whenever they compare equal."""
+    try:
+        key = _frozen(context)
+    except TypeError:
+        return _render(dialect_name, template, keep_comments, context)
+    return _render_plain(dialect_name, template, keep_comments, key)
+
+
+@lru_cache(maxsize=1024)
+def _render_plain(dialect_name: str, template: str, keep_comments: bool, key: tuple[Any, ...]) -> str:
+    return _render(dialect_name, template, keep_comments, _thawed(key))
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _frozen(value: Any) -> Any:
+    """`value` as a hashable key that tells its type apart; TypeError for what is not a plain value."""
+    if type(value) in _PLAIN:  # exact types: a subclass may render differently from what it compares equal to
+        return (type(value).__name__, value)
+    if type(value) is dict:
+        return ("dict", tuple((name, _frozen(item)) for name, item in value.items()))
+    if type(value) in (list, tuple):
+        return (type(value).__name__, tuple(_frozen(item) for item in value))
+    raise TypeError(type(value).__name__)
+
+
+def _thawed(key: tuple[str, Any]) -> Any:
+    kind, value = key
+    if kind == "dict":
+        return {name: _thawed(item) for name, item in value}
+    if kind in ("list", "tuple"):
+        items = [_thawed(item) for item in value]
+        return items if kind == "list" else tuple(items)
+    return value
+
+
+def _render(dialect_name: str, template: str, keep_comments: bool, context: dict[str, Any]) -> str:
     text = _environment(dialect_name).get_template(f"{template}.sql").render(**context)
     if keep_comments:
         return "\n".join(line.rstrip() for line in text.splitlines() if line.strip()).strip()

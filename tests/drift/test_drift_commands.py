@@ -76,7 +76,7 @@ def test_snapshot_lists_what_the_issue_asks_for(db_factory, tmp_path):
         "staging.stg_work_order",
     ]
     assert erp["tables"]["staging.stg_work_order"]["unique"] == [
-        {"name": "uq_stg_work_order_source", "columns": ["stg_flow", "stg_source_key", "stg_source_version"]}
+        {"name": "uq_stg_work_order_source", "columns": ["stg_flow", "stg_source_version", "stg_source_key"]}
     ]
 
 
