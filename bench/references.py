@@ -85,6 +85,26 @@ def pg_copy_pipe_into_staging(mes_url: str, erp_url: str, schema: str) -> float:
         return seconds
 
 
+def pg_copy_pipe_into_bare_staging(mes_url: str, erp_url: str, schema: str) -> float:
+    """The COPY pipe into a copy of the staging table that keeps only what the ERP import job needs (the identity
+    primary key and the pending index): no unique key, no agent_ledger. The floor of any writer that keeps the
+    import job's indexes, whatever it does about duplicates."""
+    bare = f"{schema}.ref_bare_staging"
+    with psycopg.connect(libpq(erp_url)) as erp, psycopg.connect(libpq(mes_url)) as mes:
+        erp.execute(f"DROP TABLE IF EXISTS {bare}")
+        erp.execute(f"CREATE TABLE {bare} (LIKE {schema}.stg_work_order INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        erp.execute(f"ALTER TABLE {bare} ADD PRIMARY KEY (stg_id)")
+        erp.execute(f"CREATE INDEX ON {bare} (stg_status, stg_loaded_at)")
+        erp.commit()
+        started = time.perf_counter()
+        _copy_pipe(mes, erp, bare, _STAGING_SELECT)
+        erp.commit()
+        seconds = time.perf_counter() - started
+        erp.execute(f"DROP TABLE {bare}")
+        erp.commit()
+        return seconds
+
+
 def _copy_pipe(mes: psycopg.Connection, erp: psycopg.Connection, table: str, select: dict[str, str]) -> None:
     types = dict(erp.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                              "WHERE attrelid = %s::regclass AND attnum > 0", [table]).fetchall())
