@@ -7,9 +7,10 @@ it before every poll, so the statement is built once per system and its raw rows
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +52,7 @@ class CatalogQuery:
     tables: tuple[WatchedTable, ...]
     statement: sa.TextClause
     params: dict[str, str]
+    _compiled: dict[tuple[str, str, str], tuple[str, list[str] | None]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(cls, system: str, dialect: Dialect, tables: Sequence[WatchedTable]) -> CatalogQuery:
@@ -66,8 +68,43 @@ class CatalogQuery:
         return cls(system, dialect, tuple(tables), statement, params)
 
     def fetch(self, conn: Connection) -> Sequence[Row]:
-        """The raw catalog rows (one round trip)."""
-        return conn.execute(self.statement, self.params).all()  # Rows compare and index like tuples
+        """The raw catalog rows (one round trip), as the driver returns them (tuples, or rows that compare as such).
+
+        The drift gate runs this before every poll and compares the rows with the last ones; SQLAlchemy's execute
+        and its Row objects were half of an empty poll's CPU for it, so the statement, compiled once per dialect,
+        goes straight to the driver's cursor, inside the connection's SQLAlchemy transaction (the caller's commit
+        ends it; psycopg keeps the statement prepared), with the connection's cursor-execute events, so that what
+        counts or traces statements still sees it. A driver error comes out as SQLAlchemy's own exception, as
+        from `conn.execute`, and a connection the server dropped is invalidated (never pooled again)."""
+        sql, names = self._driver_sql(conn.dialect)
+        params: Any = self.params if names is None else [self.params[name] for name in names]
+        if not conn.in_transaction():
+            conn.begin()
+        dbapi_connection = conn.connection.dbapi_connection
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)  # what counts or traces statements
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            gone = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)  # never back into the pool
+            raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
+                                             connection_invalidated=gone, dialect=conn.dialect) from exc
+        finally:
+            with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # the connection may be gone with it
+                cursor.close()
+        return list(rows) if not rows or type(rows[0]) is tuple else [tuple(row) for row in rows]  # pyodbc: its Row type
+
+    def _driver_sql(self, dialect: sa.Dialect) -> tuple[str, list[str] | None]:
+        """The statement in the driver's parameter style, and the parameter names in order for a positional one."""
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        if key not in self._compiled:
+            compiled = self.statement.compile(dialect=dialect)
+            self._compiled[key] = (compiled.string, list(compiled.positiontup or []) if compiled.positional else None)
+        return self._compiled[key]
 
     def tables_from(self, rows: Sequence[Row]) -> dict[str, TableSnapshot]:
         """Watched tables that exist, by name; a table the database does not show is absent."""
