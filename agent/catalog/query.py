@@ -21,7 +21,7 @@ from agent.connect import Systems
 from agent.dialects import Dialect
 from agent.catalog.model import ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, KeySnapshot, TableSnapshot
 
-Row = Sequence[Any]  # one catalog row (SQLAlchemy's Row, or a tuple), indexed in FIELDS order
+Row = Sequence[Any]  # one catalog row (a tuple), indexed in FIELDS order
 # Column order of every dialect's catalog.sql.
 FIELDS = (
     "kind", "watch_id", "object_name", "position", "column_name", "data_type", "native_type", "char_length",
@@ -68,7 +68,7 @@ class CatalogQuery:
         return cls(system, dialect, tuple(tables), statement, params)
 
     def fetch(self, conn: Connection) -> Sequence[Row]:
-        """The raw catalog rows (one round trip), as the driver returns them (tuples, or rows that compare as such).
+        """The raw catalog rows (one round trip), as plain tuples (they compare in C: the gate compares them each poll).
 
         The drift gate runs this before every poll and compares the rows with the last ones; SQLAlchemy's execute
         and its Row objects were half of an empty poll's CPU for it, so the statement, compiled once per dialect,
