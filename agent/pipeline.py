@@ -163,6 +163,8 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
         report.watermark_before = report.watermark_after = position.describe()
         with _on_system(ctx.flow.source):
             pages = ctx.reader.pages(_start_cursor(ctx.flow, position), _upper_bound(ctx))
+        # Rows after the watermark were not staged before, unless it was set back: the overlap window's are.
+        expect_new = not (ctx.flow.overlap and position.values is not None)
         with ReadAhead(ctx, pages) as ahead:
             while True:
                 if stopping():
@@ -171,8 +173,10 @@ def _catch_up(ctx: FlowContext, gate: Gate | None, on_batch: BatchListener | Non
                 page = ahead.next()
                 if page is None:
                     break
+                duplicates = report.rows_duplicate
                 with _on_system(ctx.flow.target):
-                    position = _write_page(ctx, page, position, report, on_batch)
+                    position = _write_page(ctx, page, position, report, on_batch, expect_new)
+                expect_new = report.rows_duplicate == duplicates  # after re-reads (a watermark set back), more follow
         report.caught_up = True  # the page loop ends on a short page
         return report.finish()
     except (AgentError, sa.exc.SQLAlchemyError, OSError) as exc:
@@ -242,6 +246,7 @@ class ReadAhead:
 
 def _write_page(
     ctx: FlowContext, page: MappedPage, position: Watermark, report: FlowReport, on_batch: BatchListener | None,
+    expect_new: bool,
 ) -> Watermark:
     record = BatchReport(ctx.name, page.batch_id, page.started_at, rows_read=len(page.rows),
                          watermark_before=position.describe())
@@ -249,7 +254,8 @@ def _write_page(
         mapped = page.mapped
         new_values = _furthest(ctx.flow, position.values, ctx.reader.watermark_of(page.rows[-1]))
         with ctx.target_engine.begin() as conn:
-            position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record)
+            position = write_batch(conn, ctx.target_dialect, ctx.staging, ctx.control, mapped, position, new_values, record,
+                                   expect_new)
         log.debug("flow %s: batch %s committed: %d read, %d written, %d already staged, %d quarantined; watermark %s",
                   ctx.name, record.batch_id, record.rows_read, record.rows_written, record.rows_duplicate,
                   record.rows_quarantined, record.watermark_after)

@@ -124,6 +124,9 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         "inserts)", target.load_batch_sql(context["batch_table"], staging.insert_columns, staging.bind_types()))
     add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
         target.render("analyze_batch_table", **context))
+    add(flow.target, target, "write_staging_new", f"{batch}: first try, in a savepoint (PostgreSQL only): ledger entries "
+        "and staging rows of a batch none of whose rows was staged before; agent_ledger's unique key refuses it when one "
+        "was, and the two statements below run instead", target.render("write_staging_new", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
         "skipped, whatever the import job did to the staging rows; on PostgreSQL part of write_staging)",
         target.render("ledger_insert", **context))

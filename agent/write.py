@@ -8,6 +8,7 @@ job may delete (consume) or update them, and a re-read must still not stage them
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,8 @@ from agent.staging import StagingTable
 from agent.contract import ControlTables
 from agent.watermark import Watermark
 
+log = logging.getLogger("mes_erp_agent")
+
 
 def write_batch(
     conn: Connection,
@@ -31,10 +34,12 @@ def write_batch(
     position: Watermark,
     new_position: tuple[Any, ...],
     record: BatchReport,
+    expect_new: bool = False,
 ) -> Watermark:
     """Everything of one batch on the caller's transaction; returns the advanced watermark. `position` is the flow's
-    live watermark, or a backfill's own position (`<flow>#backfill`, agent/recovery/backfill.py)."""
-    stage_rows(conn, dialect, staging, control, batch, record)
+    live watermark, or a backfill's own position (`<flow>#backfill`, agent/recovery/backfill.py). `expect_new`: the
+    rows were read after the watermark, so none is likely staged before (`insert_new_rows`)."""
+    stage_rows(conn, dialect, staging, control, batch, record, expect_new)
     advanced = watermark.advance(conn, dialect, control, position, new_position, report.utc_now())
     record.watermark_after = advanced.describe()
     report.record_batch(conn, dialect, control, record)
@@ -53,10 +58,10 @@ def write_side_batch(
 
 def stage_rows(
     conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, batch: MappedBatch,
-    record: BatchReport,
+    record: BatchReport, expect_new: bool = False,
 ) -> None:
     """Ledger entries and staging rows for what was not staged before, quarantine rows; counts into `record`."""
-    record.rows_written = insert_new_rows(conn, dialect, staging, control, batch.rows, record.batch_id)
+    record.rows_written = insert_new_rows(conn, dialect, staging, control, batch.rows, record.batch_id, expect_new)
     record.rows_duplicate = len(batch.rows) - record.rows_written
     record.rows_quarantined = insert_quarantined(conn, dialect, staging, control, batch, record.batch_id)
 
@@ -66,10 +71,14 @@ _STAGED_AT: dict[str, sa.types.TypeEngine[Any]] = {"staged_at": sa.DateTime()}
 
 def insert_new_rows(
     conn: Connection, dialect: Dialect, staging: StagingTable, control: ControlTables, rows: list[tuple[Any, ...]],
-    batch_id: str,
+    batch_id: str, expect_new: bool = False,
 ) -> int:
     """Bulk-load the batch into a session-private table, record in the ledger the rows it has not staged before,
-    then append exactly those to the staging table. Returns how many were staged."""
+    then append exactly those to the staging table. Returns how many were staged.
+
+    `expect_new`: none of the rows is likely staged before (read after the watermark, not from an overlap window nor
+    after a batch that held re-reads): on PostgreSQL the batch is first tried as all new (`_stage_if_all_new`). A
+    refused try is a unique violation in the server's log, so re-reads (backfill, replay) never make one."""
     if not rows:
         return 0
     context = batch_context(dialect, staging, control)
@@ -79,11 +88,29 @@ def insert_new_rows(
                              staging.native_types())
     _execute_if_any(conn, dialect, "analyze_batch_table", context)
     params = {"batch_id": batch_id, "flow": staging.flow, "staged_at": report.utc_now()}
-    _execute_if_any(conn, dialect, "ledger_insert", context, params)
-    # The same bound staged_at finds the entries ledger_insert.sql just wrote (where it is a statement of its own).
-    written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context), params).rowcount
+    written = _stage_if_all_new(conn, dialect, context, params) if expect_new else None
+    if written is None:
+        _execute_if_any(conn, dialect, "ledger_insert", context, params)
+        # The same bound staged_at finds the entries ledger_insert.sql just wrote (where it is a statement of its own).
+        written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context), params).rowcount
     _execute_if_any(conn, dialect, "drop_batch_table", context)
     return written
+
+
+def _stage_if_all_new(conn: Connection, dialect: Dialect, context: dict[str, Any], params: dict[str, Any]) -> int | None:
+    """write_staging_new.sql, where the dialect has it: the ledger entries and staging rows of a batch none of whose
+    rows was staged before, without the duplicate check; returns how many were staged. None when the dialect has no
+    such statement, or when a row was staged before: agent_ledger's unique key refused the statement, and its
+    savepoint is rolled back (any other integrity error comes again from write_staging.sql, as without this try)."""
+    if not dialect.render("write_staging_new", **context):
+        return None
+    try:
+        with conn.begin_nested():
+            return int(conn.execute(dialect.statement("write_staging_new", _STAGED_AT, **context), params).rowcount)
+    except sa.exc.IntegrityError:
+        log.debug("batch %s: a row of it was staged before; staging only the rows the ledger does not hold",
+                  params["batch_id"])
+        return None
 
 
 def _execute_if_any(
@@ -98,7 +125,7 @@ def _execute_if_any(
 
 
 def batch_context(dialect: Dialect, staging: StagingTable, control: ControlTables) -> dict[str, Any]:
-    """Identifiers of the batch statements (`*_batch_table.sql`, `ledger_insert.sql`, `write_staging.sql`), quoted.
+    """Identifiers of the batch statements (`*_batch_table.sql`, `ledger_insert.sql`, `write_staging*.sql`), quoted.
 
     `columns`: the batch table's columns (a staging row as mapped); `written`/`values`: the staging table's columns
     the agent writes and what each gets (a batch column, or, for a vendor table's reference, the ledger entry id)."""

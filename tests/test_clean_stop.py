@@ -144,25 +144,45 @@ def test_a_stop_mid_load_finishes_the_batch_in_flight_and_exits_0(loaded, tmp_pa
 
 def test_a_batch_too_large_to_finish_in_time_is_rolled_back_and_the_agent_still_exits_0(loaded, tmp_path):
     pair = loaded
-    config = reset_staging(pair, tmp_path, batch_size=ROWS, stop_timeout="3s")
+    config = reset_staging(pair, tmp_path, batch_size=ROWS, stop_timeout="2s")
     log = tmp_path / "agent.log"
     process = start(config, log)
-    time.sleep(0.5)
-    deadline = time.monotonic() + 60
-    while "running 1 flows" not in log.read_text():  # started: its one batch of 300,000 rows is being read
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.05)
-    time.sleep(0.3)
+    wait_for_writing(pair, process, log)  # its one batch of 300,000 rows is being loaded into the ERP
     asked = time.monotonic()
     process.send_signal(signal.SIGTERM)
     returncode = process.wait(timeout=60)
     elapsed = time.monotonic() - asked
     assert returncode == 0, log.read_text()[-3000:]
-    assert elapsed < 3 + 2, f"took {elapsed:.1f}s to stop with stop_timeout 3s"
+    assert elapsed < 2 + 2, f"took {elapsed:.1f}s to stop with stop_timeout 2s"
     assert "still writing after" in log.read_text()
     assert assert_consistent(pair) == {"staged": 0, "ledger": 0, "run_written": 0}  # nothing half-written
     assert cli("run", "-c", str(config), "--once").exit_code == 0
     assert_complete(pair)
+
+
+# The agent's session on the ERP loading a batch: its bulk load into the batch table or the ledger + staging insert.
+WRITING = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+                  "AND pid <> pg_backend_pid() AND (query LIKE :copy OR query LIKE :insert)",
+    "mysql": "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID() "
+             "AND (INFO LIKE :load OR INFO LIKE :insert)",
+}
+
+
+def wait_for_writing(pair: Pair, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until the agent is writing a batch on the ERP (a stop asked while it reads ends the run before any write)."""
+    engine, deadline = staging_engine(pair), time.monotonic() + timeout
+    patterns = {"copy": "COPY %", "load": "LOAD DATA%", "insert": "%INSERT INTO%agent_ledger%"}
+    try:
+        with engine.connect() as conn:
+            query = sa.text(WRITING[pair.kind])
+            params = {k: v for k, v in patterns.items() if f":{k}" in WRITING[pair.kind]}
+            while not conn.execute(query, params).scalar():
+                conn.rollback()
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
 
 
 def test_run_once_stopped_by_sigterm_ends_after_a_committed_batch_with_130(loaded, tmp_path):

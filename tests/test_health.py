@@ -164,7 +164,7 @@ def test_render_sql_lists_the_lag_query(agent):
     assert result.exit_code == 0, result.output
     source = table_name(agent.pair, "work_order")
     quoted = ".".join(f'"{part}"' for part in source.split("."))
-    assert (f"-- 17. health, after a poll: the newest modified_date in the source (lag = it minus the staged watermark; "
+    assert (f"-- 18. health, after a poll: the newest modified_date in the source (lag = it minus the staged watermark; "
             f"only for a timestamp or date watermark)\n--    system mes ({agent.pair.kind}), template "
             f"sql/{agent.pair.kind}/source_newest.sql\n--    no bind parameters\n"
             f'SELECT MAX("modified_date") AS newest\nFROM {quoted};\n') in result.output

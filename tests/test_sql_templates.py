@@ -110,10 +110,9 @@ def test_a_template_has_the_same_bind_parameters_in_every_dialect(tmp_path):
     assert keys["sqlite"] | {k for k in keys["postgresql"] if k[0] in comments} == keys["postgresql"]
     for dialect in ("mysql", "mssql"):
         assert keys[dialect] == keys["postgresql"]
-    for key, params in found["mysql"].items():
-        for dialect in DIALECTS:
-            if key in runs[dialect]:
-                assert found[dialect][key] == params, (dialect, key)
+    for key in keys["postgresql"]:  # every dialect that runs a statement binds the same parameters for it
+        bound = {dialect: found[dialect][key] for dialect in DIALECTS if key in runs[dialect]}
+        assert len({tuple(params) for params in bound.values()}) <= 1, (key, bound)
 
 
 # --- live: every template runs ---------------------------------------------------------------------------

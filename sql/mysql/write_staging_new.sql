@@ -1,0 +1,4 @@
+-- Nothing to run here: ledger_insert.sql records only the rows not staged before and write_staging.sql appends
+-- exactly those, for every batch. On PostgreSQL a batch is first tried as all new rows (one statement without the
+-- duplicate check, in a savepoint that agent_ledger's unique key rolls back when a row was staged before).
+-- Executed only when this file holds a statement.
