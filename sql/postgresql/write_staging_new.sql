@@ -1,10 +1,10 @@
--- A batch's first try, inside a savepoint: when none of its rows was staged before (the rows of a poll after the
--- watermark, an initial load, a backfill beyond what was staged), record each in the agent's ledger and append
+-- A batch's first try, inside a savepoint, for a batch whose rows were read after the flow's watermark (a poll, an
+-- initial load; never an overlap window, a backfill or a replay): record each row in the agent's ledger and append
 -- them all to the staging table, without looking for earlier ledger entries (no ON CONFLICT check, no join of the
--- new entries with the batch). When one row of the batch was staged before (the overlap window, a re-read after a
--- watermark reset, a retry), agent_ledger's unique key (flow, source_key, source_version) refuses the whole
--- statement, nothing of it stays (the savepoint is rolled back), and write_staging.sql stages exactly the rows not
--- staged before. Which of the two runs changes how fast a batch is written, never what is written.
+-- new entries with the batch). When one row of the batch was staged before (after a watermark set back by hand),
+-- agent_ledger's unique key (flow, source_key, source_version) refuses the whole statement, nothing of it stays
+-- (the savepoint is rolled back), and write_staging.sql stages exactly the rows not staged before. Which of the two
+-- runs changes how fast a batch is written, never what is written.
 -- PostgreSQL runs the data-modifying WITH to completion whether or not the insert below reads it.
 {% if vendor %}
 -- {{ staging_table }} is the ERP vendor's interface table: only its own columns are written{% if reference %}, and
