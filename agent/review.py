@@ -82,7 +82,7 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
         add(flow.source, source, "read_batch", f"read, cursor {cursor}: {_CURSORS[cursor]}",
             read_sql(source, flow, source_sql, cursor, bool(flow.lag)))
     batch = "each batch, one ERP transaction"
-    _write_statements(add, name, flow, target, schema, batch)
+    _write_statements(add, name, flow, target, schema, batch, first_try=True)
     add(flow.target, target, "quarantine_insert", f"{batch}: rows that failed mapping, with the reason",
         target.render("quarantine_insert", quarantine_table=control.quarantine))
     add(flow.target, target, "watermark_insert", f"{batch}: the flow's first watermark",
@@ -111,8 +111,9 @@ def flow_statements(config: LoadedConfig, name: str) -> list[Statement]:
 
 
 def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: str, flow: FlowConfig, target: Dialect,
-                      schema: str, batch: str) -> None:
-    """The write path of one batch (write.insert_new_rows): batch table, ledger entries, staging rows."""
+                      schema: str, batch: str, first_try: bool) -> None:
+    """The write path of one batch (write.insert_new_rows): batch table, ledger entries, staging rows. `first_try`:
+    the batches read after the watermark, which PostgreSQL first tries as all new (replay's never are)."""
     control = ControlTables.in_schema(target, schema)
     staging = _staging_names(name, flow, schema)
     context = batch_context(target, staging, control)
@@ -124,9 +125,11 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         "inserts)", target.load_batch_sql(context["batch_table"], staging.insert_columns, staging.bind_types()))
     add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
         target.render("analyze_batch_table", **context))
-    add(flow.target, target, "write_staging_new", f"{batch}: first try, in a savepoint (PostgreSQL only): ledger entries "
-        "and staging rows of a batch none of whose rows was staged before; agent_ledger's unique key refuses it when one "
-        "was, and the two statements below run instead", target.render("write_staging_new", **context))
+    if first_try:
+        add(flow.target, target, "write_staging_new", f"{batch} read after the watermark: first try, in a savepoint "
+            "(PostgreSQL only): ledger entries and staging rows of a batch none of whose rows was staged before; "
+            "agent_ledger's unique key refuses it when one was, and the two statements below run instead",
+            target.render("write_staging_new", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
         "skipped, whatever the import job did to the staging rows; on PostgreSQL part of write_staging)",
         target.render("ledger_insert", **context))
@@ -170,7 +173,7 @@ def quarantine_statements(config: LoadedConfig, name: str) -> list[Statement]:
     add(flow.target, target, "replay_ledger_versions", "`quarantine replay`, per row that maps now: the versions of its "
         "key already staged (an older version is never staged after a newer one)", render("replay_ledger_versions"))
     page = "`quarantine replay`, each page, one ERP transaction"
-    _write_statements(add, name, flow, target, schema, page)
+    _write_statements(add, name, flow, target, schema, page, first_try=False)
     add(flow.target, target, "replay_mark", f"{page}: mark the rows staged or superseded", render("replay_mark"))
     add(flow.target, target, "replay_reason", f"{page}: the new reason of a row that still fails", render("replay_reason"))
     add(flow.target, target, "run_insert", f"{page}: its agent_run row", target.render("run_insert", run_table=control.run))
