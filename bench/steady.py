@@ -22,7 +22,8 @@ from agent.drift.gate import DriftGate
 from common import median
 
 POLLS = 200
-ROW_POLLS = 5
+ROW_WARMUP = 5  # a process's first polls moving rows pay planning: psycopg prepares a statement at its 5th run
+ROW_POLLS = 10
 TABLES = 20
 
 
@@ -52,7 +53,7 @@ def figures(folder: Path, config_path: Path, mes_url: str, erp_url: str) -> list
             ("  queries per system per empty poll", _per_system(queries), "hand keyset: mes 1", "target <= 2 per system"),
         ]
         row_walls, read = [], None
-        for _ in range(ROW_POLLS):
+        for _ in range(ROW_WARMUP + ROW_POLLS):
             common.append_rows(mes_url, "production.work_order", 1000)
             seen: list[tuple[str, Any]] = []
             listener = _capture(seen)
@@ -62,8 +63,12 @@ def figures(folder: Path, config_path: Path, mes_url: str, erp_url: str) -> list
             row_walls.append(wall)
             read = next(s for s in seen if "ORDER BY" in s[0])
         hand_rows = references.pg_hand_poll_rows(mes_url, erp_url, 1000)
-        found.append(("poll moving 1,000 rows", f"{median(row_walls) * 1000:.1f} ms", f"hand keyset {hand_rows * 1000:.1f} ms",
-                      "target <= 25 ms"))
+        first, steady = row_walls[:ROW_WARMUP], row_walls[ROW_WARMUP:]
+        found += [
+            ("poll moving 1,000 rows", f"{median(steady) * 1000:.1f} ms", f"hand keyset {hand_rows * 1000:.1f} ms",
+             f"target <= 25 ms; slowest {max(steady) * 1000:.1f} ms"),
+            (f"  the first {ROW_WARMUP} such polls of the process", f"{median(first) * 1000:.1f} ms", "", "not prepared yet"),
+        ]
         assert read is not None
         found += prepared(engines["mes"], engines["erp"])
         found += explain(engines["mes"], *read)
