@@ -22,7 +22,7 @@ from agent.drift.gate import DriftGate
 from common import median
 
 POLLS = 200
-ROW_WARMUP = 5  # a process's first polls moving rows pay planning: psycopg prepares a statement at its 5th run
+ROW_WARMUP = 5  # a process's first polls moving rows pay planning: psycopg prepares a statement once it ran 5 times
 ROW_POLLS = 10
 TABLES = 20
 
