@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -40,6 +42,7 @@ LEDGER_JOB = "ledger_prune"
 SPARE_WORKERS = 2  # the monitor's periodic check, and room for a coalesced late run
 CADENCE_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # `every:` fire times count from here (CadenceTrigger)
 ALIGN_STEP = timedelta(milliseconds=1)  # a multiple less than this after a run is the run itself (float rounding)
+OVERRUN_WARN_EVERY = 15 * 60.0  # seconds: a flow whose polls keep outlasting their interval warns at most this often
 
 
 def trigger_for(flow: FlowConfig) -> CronTrigger | IntervalTrigger:
@@ -88,6 +91,7 @@ class FlowJob:
         self.streak = FailureStreak(name, config.model.retry, known_passwords(config))
         self.last_outcome: str | None = None
         self.poll_lock = threading.Lock()  # held by a poll; the delete pass holds it while it writes tombstones
+        self.overruns = Overruns(name)
 
     def _generation(self) -> object:
         return self.gate.generation(self.name) if isinstance(self.gate, DriftGate) else None
@@ -99,6 +103,13 @@ class FlowJob:
         self.generation = generation
 
     def __call__(self) -> FlowReport | None:
+        self.overruns.poll_started()
+        try:
+            return self._call()
+        finally:
+            self.overruns.poll_ended()
+
+    def _call(self) -> FlowReport | None:
         if self.streak.waiting() or self.stopping():
             return None
         if self.holding():
@@ -164,6 +175,65 @@ class FlowJob:
         return self.locks is None or self.locks.holds(self.name)
 
 
+class Overruns:
+    """The times a flow's schedule came round while its poll was still running (one instance per flow: that time is
+    skipped). The first skip of a poll is one WARNING, at most one per flow every OVERRUN_WARN_EVERY: a 1 s flow
+    catching up on a weekend's rows skips a time every second, and its log gets one line, not one per second. When
+    the poll ends, one INFO line says how long it took and how many times were skipped."""
+
+    def __init__(self, flow: str, clock: Callable[[], float] = time.monotonic):
+        self.flow, self.clock = flow, clock
+        self.lock = threading.Lock()
+        self.started: float | None = None  # the running poll's start (clock), None between polls
+        self.started_at: dt.datetime | None = None
+        self.skipped = 0  # times skipped during the running poll
+        self.warned: float | None = None  # the last warning (clock)
+        self.unwarned = 0  # polls that outlasted their interval since the last warning, not warned about
+
+    def poll_started(self) -> None:
+        with self.lock:
+            self.started, self.started_at, self.skipped = self.clock(), dt.datetime.now(dt.timezone.utc), 0
+
+    def skipped_time(self) -> None:
+        """APScheduler skipped one of the flow's times: its poll is still running (called from the scheduler's thread)."""
+        with self.lock:
+            self.skipped += 1
+            now = self.clock()
+            if self.skipped > 1:
+                return
+            if self.warned is not None and now - self.warned < OVERRUN_WARN_EVERY:
+                self.unwarned += 1
+                return
+            unwarned, self.unwarned, self.warned = self.unwarned, 0, now
+            since = f"{self.started_at:%H:%M:%S} UTC" if self.started_at else "earlier"
+        more = (f" {unwarned} more {'poll' if unwarned == 1 else 'polls'} of this flow outlasted their interval since the "
+                f"last such warning." if unwarned else "")
+        log.warning("flow %s: its poll that started at %s is still running at its next scheduled time; its scheduled "
+                    "polls are skipped until it ends. That is expected while it catches up (an initial load, after an "
+                    "outage); if it happens every poll, give the flow a longer interval or a smaller batch_size "
+                    "(logged at most once every %d minutes per flow).%s",
+                    self.flow, since, OVERRUN_WARN_EVERY // 60, more)
+
+    def poll_ended(self) -> None:
+        with self.lock:
+            skipped, started = self.skipped, self.started
+            self.started, self.started_at, self.skipped = None, None, 0
+        if skipped and started is not None:
+            log.info("flow %s: its poll took %.1f s, longer than its interval; %d scheduled %s skipped while it ran",
+                     self.flow, self.clock() - started, skipped, "poll was" if skipped == 1 else "polls were")
+
+
+class _NoSkipNotice(logging.Filter):
+    """Drops APScheduler's own line for a skipped time ("maximum number of running instances reached"): Overruns
+    says it once, in words for the flow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+_NO_SKIP_NOTICE = _NoSkipNotice()
+
+
 def build_scheduler(
     config: LoadedConfig, systems: Systems, only: str | None = None, gate: pipeline.Gate | None = None,
     on_batch: pipeline.BatchListener | None = None, scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -204,7 +274,8 @@ def build_scheduler(
         scheduler.add_job(_prune_ledgers, IntervalTrigger(seconds=config.model.ledger.prune_every.total_seconds()),
                           args=(config, scheduler), id=LEDGER_JOB, name="ledger prune", next_run_time=_now(scheduler))
         recovery.sync_jobs(scheduler, flows, monitor.book)  # `reconcile:` and `deletes:` passes, per flow
-    scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
+    logging.getLogger("apscheduler.scheduler").addFilter(_NO_SKIP_NOTICE)  # the same object: added once
+    scheduler.add_listener(lambda event: _on_job_event(scheduler, event), EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 
 
@@ -233,8 +304,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _on_job_event(event: JobExecutionEvent) -> None:
+def _on_job_event(scheduler: BaseScheduler, event: JobExecutionEvent) -> None:
     if getattr(event, "exception", None) is not None:
         log.error("%s crashed: %s (it runs again at its next time)", event.job_id, event.exception)
-    else:
-        log.warning("%s is still running from its previous time; this poll was skipped", event.job_id)
+        return
+    job = scheduler.get_job(event.job_id)
+    if job is not None and isinstance(job.func, FlowJob):
+        job.func.overruns.skipped_time()
+    else:  # the monitor's check or the ledger prune
+        log.warning("%s is still running from its previous time; this run was skipped", event.job_id)
