@@ -123,13 +123,18 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         "per session)", target.render("create_batch_table", **context))
     add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (in bulk: COPY, LOAD DATA or multi-row "
         "inserts)", target.load_batch_sql(context["batch_table"], staging.insert_columns, staging.bind_types()))
-    add(flow.target, target, "analyze_batch_table", f"{batch}: statistics of the loaded batch table (PostgreSQL only)",
-        target.render("analyze_batch_table", **context))
+    joins_first = first_try and context["reference"] is not None  # the first try joins the batch table too
+    analyze = (f"{batch}: statistics of the loaded batch table, for the statements that join it (PostgreSQL only"
+               + (")" if not first_try or joins_first else "; only after a refused first try)"))
+    if not first_try or joins_first:
+        add(flow.target, target, "analyze_batch_table", analyze, target.render("analyze_batch_table", **context))
     if first_try:
         add(flow.target, target, "write_staging_new", f"{batch} read after the watermark: first try, in a savepoint "
             "(PostgreSQL only): ledger entries and staging rows of a batch none of whose rows was staged before; "
-            "agent_ledger's unique key refuses it when one was, and the two statements below run instead",
+            "agent_ledger's unique key refuses it when one was, and the statements below run instead",
             target.render("write_staging_new", **context))
+    if first_try and not joins_first:
+        add(flow.target, target, "analyze_batch_table", analyze, target.render("analyze_batch_table", **context))
     add(flow.target, target, "ledger_insert", f"{batch}: record in agent_ledger the rows not staged before (re-reads are "
         "skipped, whatever the import job did to the staging rows; on PostgreSQL part of write_staging)",
         target.render("ledger_insert", **context))

@@ -178,7 +178,7 @@ def test_render_sql_prints_every_statement_with_its_bind_parameters(mssql_config
         ("mes", "privilege_check"), ("mes", "catalog"), ("mes", "server_version"),
         ("erp", "watermark_select"), ("mes", "server_time"), ("mes", "read_batch"), ("mes", "read_batch"),
         ("mes", "read_batch"), ("erp", "drop_batch_table"), ("erp", "create_batch_table"), ("erp", "load_batch_table"),
-        ("erp", "analyze_batch_table"), ("erp", "write_staging_new"), ("erp", "ledger_insert"), ("erp", "write_staging"),
+        ("erp", "write_staging_new"), ("erp", "analyze_batch_table"), ("erp", "ledger_insert"), ("erp", "write_staging"),
         ("erp", "drop_batch_table"), ("erp", "quarantine_insert"),
         ("erp", "watermark_insert"), ("erp", "watermark_update"), ("erp", "run_insert"), ("erp", "ledger_newest"),
         ("erp", "ledger_prune"), ("mes", "source_newest"),

@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from helpers import Pair, cli, make_pair, prepare_erp, staging_engine, table_name, write_config
 from test_import_job import create_mes_table, query, recent, version, write_mes
@@ -119,6 +120,39 @@ def test_every_change_reaches_the_vendor_table_once_with_constants_and_the_ledge
     assert [r[1] for r in interface_rows(pair)] == [1, 3]
     assert set(query(pair, f"SELECT source_key, source_version FROM {pair.staging_schema}.agent_ledger")) == {
         version(r["wo_id"], r["updated_at"]) for r in rows}
+
+
+def test_the_first_try_that_joins_for_the_reference_runs_after_the_batch_tables_statistics(vendor_plant):
+    """PostgreSQL's first try of a batch (write_staging_new.sql) joins the new ledger entries to the batch table when
+    the vendor table takes the entry id (`reference:`): the batch table is analyzed before it, as before every
+    statement that joins it (a plan on a guessed row count can loop over the batch once per entry). MariaDB has
+    neither the first try nor the ANALYZE: the ledger insert, then the staging insert."""
+    pair, table, config = vendor_plant
+    prepare_erp(config)
+    write_mes(pair, table, [{"wo_id": i, "qty": i, "updated_at": recent(60) + dt.timedelta(microseconds=i)} for i in (1, 2)])
+    sent: list[str] = []
+
+    def note(_conn, _cursor, statement, *_rest) -> None:
+        text = " ".join(statement.split())
+        if text.startswith("ANALYZE"):
+            sent.append("analyze")
+        elif text.startswith("WITH l AS ( INSERT INTO") and "agent_ledger" in text:
+            sent.append("skip staged" if "ON CONFLICT" in text else "all new")
+        elif text.startswith("INSERT INTO"):
+            into = text.split("(")[0]  # the table the statement inserts into
+            if names(pair.kind)["mtl_transactions_interface"] in into:
+                sent.append("staging insert")
+            elif "agent_ledger" in into:
+                sent.append("ledger insert")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    try:
+        assert cli("run", "-c", str(config), "--once").exit_code == 0
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", note)
+    expected = ["analyze", "all new"] if pair.kind == "postgresql" else ["ledger insert", "staging insert"]
+    assert sent == expected
+    assert [r[1] for r in interface_rows(pair)] == [1, 2]
 
 
 def test_the_drift_gate_watches_the_vendor_table(vendor_plant):
