@@ -1,6 +1,7 @@
 """The running agent's monitor: after every poll it feeds FlowHealth and opens or resolves `flow_failing`;
 a periodic check (every `alerts.check_every`, off the polls so they stay cheap) measures lag and the ERP's import
-outcome (pending, error, done) and opens or resolves `quarantine`, `backlog` and `import_errors` incidents.
+outcome (pending, error, done) and opens or resolves `quarantine`, `backlog` and `import_errors` incidents, and
+`outcome_unreadable` when the target refuses the import outcome's queries (a vendor update changed their columns).
 Every incident goes through the agent's one IncidentBook.
 """
 
@@ -18,9 +19,9 @@ from agent.connect import known_passwords, scrub
 from agent.contract import QUARANTINE_TABLE
 from agent.errors import AgentError
 from agent.health import FlowHealth
-from agent.health.probe import measure_outcomes
+from agent.health.probe import measure_outcomes, refused_statement
 from agent.outcome import OutcomeCounts
-from agent.pipeline import FlowContext
+from agent.pipeline import FlowContext, describe_error
 from agent.report import FAILED, FlowReport, quarantine_count
 from agent.retry import first_line
 from agent.runtime import StatusFile
@@ -95,13 +96,23 @@ class Monitor:
 
     def _check_flow(self, ctx: FlowContext) -> None:
         now = self.clock()
-        measurement, counts = measure_outcomes(ctx, now)
+        measurement, reading = measure_outcomes(ctx, now)
+        counts, refused = reading.counts, reading.refused
         self.health.record_measurement(ctx.name, measurement)
         self.health.record_outcomes(ctx.name, counts)
         if measurement.pending_rows is not None:
             self._check_backlog(ctx, measurement.pending_rows, measurement.oldest_pending_age_seconds, now)
         if counts is not None:
-            self._check_import_errors(ctx, counts, now)
+            try:
+                self._check_import_errors(ctx, counts, now)
+            except sa.exc.DBAPIError as exc:  # the messages' query (outcome_errors.sql, an error table's columns)
+                if not refused_statement(exc):
+                    raise
+                refused = describe_error(exc)
+        if refused is not None:
+            self._outcome_unreadable(ctx, refused, now)
+        elif counts is not None:
+            self._outcome_readable(ctx, now)
         with ctx.target_engine.connect() as conn:
             rows, oldest = quarantine_count(conn, ctx.target_dialect, ctx.control, ctx.name)
         self._check_quarantine(ctx, rows, oldest, now)
@@ -146,6 +157,22 @@ class Monitor:
             self.book.open(import_errors.import_errors(ctx.name, ctx.flow, ctx.flow.target, source.staging_name,
                                                        source.error_words(), new, max(counts.error_rows, len(rows)), now,
                                                        self.config.path))
+
+    def _outcome_unreadable(self, ctx: FlowContext, error: str, now: dt.datetime) -> None:
+        if self.book.current(f"outcome_unreadable:{ctx.name}") is not None or ctx.outcome is None:
+            return
+        source, outcome = ctx.outcome, ctx.outcome.outcome
+        tables, columns = [source.staging_name], list(outcome.columns)
+        if outcome.error_table is not None and source.error_table_name:
+            tables.append(source.error_table_name)
+            columns += [f"{outcome.error_table.table}.{c}" for c in (outcome.error_table.link, *outcome.error_table.text)]
+        self.book.open(kinds.outcome_unreadable(ctx.name, ctx.flow.target, tables, columns,
+                                                first_line(scrub(error, self.secrets)), now, self.config.path))
+
+    def _outcome_readable(self, ctx: FlowContext, now: dt.datetime) -> None:
+        incident = self.book.current(f"outcome_unreadable:{ctx.name}")
+        if incident is not None:
+            self._resolve(kinds.outcome_readable(incident, now))
 
     def _check_quarantine(self, ctx: FlowContext, rows: int, oldest: dt.datetime | None, now: dt.datetime) -> None:
         limit = self.alerts.quarantine.max_rows

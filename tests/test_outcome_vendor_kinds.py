@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.alerts.model import utc
+from health_support import _allow_connections
 from helpers import Pair, cli, make_pair, prepare_erp, staging_engine, table_name, write_config
 from outcome_support import FLOW, Plant, completion_table, spelled, version
 
@@ -196,3 +197,94 @@ def test_numeric_statuses_in_the_configuration_match_a_text_status_column(db_fac
     assert plant.rows("DOCREF", "STATUS", "STATUS_TEXT", "MATNR", "MENGE") == [
         (entry[1], "53", None, "ITEM-1", Decimal("1.000")), (entry[2], "64", None, "ITEM-2", Decimal("2.000")),
         (entry[3], "64", None, "ITEM-3", Decimal("3.000"))]
+
+
+def rename_column(plant: Plant, table: sa.Table, old: str, new: str) -> None:
+    """A vendor update renames a column (the same statement on PostgreSQL, MariaDB and SQLite)."""
+    engine = plant.engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {plant.pair.staging_schema}.{table.name} RENAME COLUMN {old} TO {new}")
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_outcome_query_the_erp_refuses_is_an_incident_not_silence(db_factory, tmp_path, kind):
+    """A vendor update renames the message column of WIP_INTERFACE_ERRORS while a row is in error: the import job's
+    rejections can no longer be read, and the check says so once (naming flow, tables, columns and the driver's
+    error) instead of logging it at DEBUG and reporting nothing. When the column is back, it resolves, and the
+    rejected row's incident opens. A renamed status column in the interface table (the counts' query) is the same.
+    (A restarted agent refuses the flow at prepare time instead: a configuration that does not match the databases.)"""
+    n = spelled(kind)
+    interface, errors = wip_tables(n, "staging")
+    plant = plant_with(db_factory, tmp_path, kind, "unread", [interface, errors], lambda pair: wip_flow(pair, n), n)
+    t, e = plant.staging, errors.to_metadata(sa.MetaData(), schema=plant.pair.staging_schema)
+    plant.commit([(i, f"ITEM-{i}", str(i), i) for i in (1, 2)])
+    plant.run_once()
+    erp(plant, t.update().where(t.c[n("INTERFACE_ID")] == 2).values({n("PROCESS_STATUS"): 3}),
+        e.insert().values({n("INTERFACE_ID"): 2, n("ERROR_TYPE"): 1, n("ERROR"): "Job 102 does not exist"}))
+    schema = plant.pair.staging_schema
+    interface_name, errors_name = f"{schema}.{n('WIP_JOB_SCHEDULE_INTERFACE')}", f"{schema}.{n('WIP_INTERFACE_ERRORS')}"
+    watch = plant.monitor()  # the running agent: its flow was prepared before the vendor update
+    try:
+        rename_column(plant, e, n("ERROR"), n("ERROR_MESSAGE"))
+        told = watch.check(3)  # three checks, one incident
+        assert len(told) == 1 and told[0][0] == "opened", told
+        prefix = f"Import outcomes of flow {FLOW} unreadable on system erp: database error ("
+        assert told[0][1].startswith(prefix), told
+        body = watch.channel.messages[0].body.splitlines()
+        error = body[2].strip()
+        assert error.startswith("database error (") and n("ERROR") in error, body
+        config = plant.config
+        assert body[:2] + body[3:] == [
+            f"IMPORT OUTCOMES UNREADABLE: {FLOW}",
+            f"The agent cannot read what the import job made of the rows of flow {FLOW} in {interface_name} and "
+            f"{errors_name} on system erp, since {utc(watch.clock.now)}:",
+            "",
+            "Until it can, rows the import job rejects raise no incident and the flow's backlog is not measured. The",
+            "flow itself goes on staging rows: only the import outcome's queries fail.",
+            "",
+            "What to do:",
+            f"  1. A vendor update or a DBA may have changed {interface_name} and {errors_name}: compare its columns with "
+            "the flow's",
+            f"     `outcome:` in {config} ({n('PROCESS_STATUS')}, {n('INTERFACE_ID')}, {n('WIP_INTERFACE_ERRORS')}."
+            f"{n('INTERFACE_ID')}, {n('WIP_INTERFACE_ERRORS')}.{n('ERROR_TYPE')}, {n('WIP_INTERFACE_ERRORS')}.{n('ERROR')}), "
+            "and the agent's grants with",
+            f"       mes-erp-agent sql grants -c {config} --system erp",
+            "  2. The same query, with its error, by hand:",
+            f"       mes-erp-agent outcomes -c {config} --flow {FLOW}",
+            "  3. Fix the table, the grants or the configuration (the running agent reloads a changed configuration by",
+            "     itself). A message follows when the import outcome is read again.",
+        ]
+        rename_column(plant, e, n("ERROR_MESSAGE"), n("ERROR"))  # the ERP team puts it back
+        assert watch.check()[1:] == [  # the rejection read at last, and then the check's verdict
+            ("opened", f"ERP import error on {interface_name}: flow {FLOW}, key 2: 1: Job 102 does not exist"),
+            ("resolved", f"Import outcomes of flow {FLOW} readable again"),
+        ]
+        rename_column(plant, t, n("PROCESS_STATUS"), n("PROCESS_STATE"))  # the counts' query is refused too
+        told = watch.check(2)[3:]
+        assert len(told) == 1 and told[0][0] == "opened" and told[0][1].startswith(prefix), told
+        assert n("PROCESS_STATUS") in watch.channel.messages[3].body.splitlines()[2]
+    finally:
+        watch.close()
+
+
+def test_an_erp_that_refuses_connections_is_no_outcome_incident(db_factory, tmp_path):
+    """An outage is the flow's polls' to report (`flow_failing`): the check that cannot connect, or whose session the
+    server ended, opens no `outcome_unreadable`."""
+    n = spelled("postgresql")
+    interface, errors = wip_tables(n, "staging")
+    plant = plant_with(db_factory, tmp_path, "postgresql", "down", [interface, errors], lambda pair: wip_flow(pair, n), n)
+    plant.commit([(1, "ITEM-1", "1", 1)])
+    plant.run_once()
+    watch = plant.monitor()
+    try:
+        assert watch.check() == []  # a session in the pool, then ended by the server, then refused
+        database = sa.make_url(plant.pair.erp_url).database
+        _allow_connections(database, False)
+        try:
+            assert watch.check(2) == []
+        finally:
+            _allow_connections(database, True)
+        assert watch.check() == []
+    finally:
+        watch.close()

@@ -1,7 +1,8 @@
 """The incidents of the long-running agent besides drift, as values for the IncidentBook (plain words, like the drift report).
 
 Each says what happened, where (flow, system, table), since when, and what to do next; its resolution says
-when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`, `late_rows:<flow>`;
+when it ended. Keys: `flow_failing:<flow>`, `quarantine:<flow>`, `backlog:<flow>`, `config_rejected`, `late_rows:<flow>`,
+`outcome_unreadable:<flow>`;
 the ERP's import errors are in import_errors.py (`import_errors:<flow>:<row>`).
 """
 
@@ -145,6 +146,50 @@ def backlog_resolved(incident: Incident, pending: int, at: dt.datetime) -> Resol
     return Resolved(incident.key, f"ERP backlog cleared on {incident.table}", body,
                     {"event": "resolved", "kind": "backlog", "flow": incident.flow, "pending_rows": pending,
                      "resolved_at": _iso(at)}, at)
+
+
+def outcome_unreadable(flow: str, system: str, tables: list[str], columns: list[str], error: str, since: dt.datetime,
+                       config: Path) -> Incident:
+    """The target answers but refuses the flow's import-outcome queries (a vendor update changed a table or column of
+    `outcome:`, a grant was revoked): rejected rows and the backlog of the flow would otherwise go unreported."""
+    where = " and ".join(tables)
+    body = "\n".join([
+        f"IMPORT OUTCOMES UNREADABLE: {flow}",
+        f"The agent cannot read what the import job made of the rows of flow {flow} in {where} on system {system}, "
+        f"since {utc(since)}:",
+        f"  {error}",
+        "",
+        "Until it can, rows the import job rejects raise no incident and the flow's backlog is not measured. The",
+        "flow itself goes on staging rows: only the import outcome's queries fail.",
+        "",
+        "What to do:",
+        f"  1. A vendor update or a DBA may have changed {where}: compare its columns with the flow's",
+        f"     `outcome:` in {config} ({', '.join(columns)}), and the agent's grants with",
+        f"       mes-erp-agent sql grants -c {config} --system {system}",
+        "  2. The same query, with its error, by hand:",
+        f"       mes-erp-agent outcomes -c {config} --flow {flow}",
+        "  3. Fix the table, the grants or the configuration (the running agent reloads a changed configuration by",
+        "     itself). A message follows when the import outcome is read again.",
+    ])
+    return Incident(
+        kind="outcome_unreadable", key=f"outcome_unreadable:{flow}",
+        title=f"Import outcomes of flow {flow} unreadable on system {system}: {_short(error)}",
+        body=body, opened_at=since, flow=flow, system=system, table=tables[0],
+        data={"event": "opened", "kind": "outcome_unreadable", "flow": flow, "system": system, "tables": tables,
+              "error": error, "since": _iso(since)},
+    )
+
+
+def outcome_readable(incident: Incident, at: dt.datetime) -> Resolved:
+    body = "\n".join([
+        f"IMPORT OUTCOMES READABLE AGAIN: {incident.flow}",
+        f"The import outcome of flow {incident.flow} is read again since {utc(at)}; it could not be since "
+        f"{utc(incident.opened_at)} ({_duration(at - incident.opened_at)}).",
+        "Rows the import job rejected meanwhile are reported now, as the backlog is; nothing more to do.",
+    ])
+    return Resolved(incident.key, f"Import outcomes of flow {incident.flow} readable again", body,
+                    {"event": "resolved", "kind": "outcome_unreadable", "flow": incident.flow, "resolved_at": _iso(at),
+                     "since": _iso(incident.opened_at)}, at)
 
 
 def config_rejected(config: Path, problems: list[str], at: dt.datetime) -> Incident:

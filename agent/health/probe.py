@@ -23,7 +23,7 @@ from agent.config import FlowConfig
 from agent.dialects import Dialect
 from agent.errors import AgentError
 from agent.outcome import OutcomeCounts
-from agent.pipeline import FlowContext
+from agent.pipeline import FlowContext, describe_error
 from agent.read import SourceColumn, source_sql_for
 
 log = logging.getLogger("mes_erp_agent")
@@ -64,13 +64,29 @@ def measure(ctx: FlowContext, now: dt.datetime | None = None) -> Measurement:
     return measure_outcomes(ctx, now)[0]
 
 
-def measure_outcomes(ctx: FlowContext, now: dt.datetime | None = None) -> tuple[Measurement, OutcomeCounts | None]:
-    """Lag and backlog, and the flow's rows by import outcome (None: not watched, or its ERP cannot be read)."""
-    counts = _read_outcomes(ctx)
+@dataclass(frozen=True)
+class OutcomeReading:
+    """The flow's rows by import outcome (None: not watched, or not read), and why they were not read when the target
+    answered and refused the query (`refused`: the driver's first line; an outage leaves it None)."""
+
+    counts: OutcomeCounts | None
+    refused: str | None = None
+
+
+def measure_outcomes(ctx: FlowContext, now: dt.datetime | None = None) -> tuple[Measurement, OutcomeReading]:
+    """Lag and backlog, and the flow's rows by import outcome."""
+    reading = _read_outcomes(ctx)
     now = now or dt.datetime.now(dt.timezone.utc)
+    counts = reading.counts
     if counts is None:
-        return Measurement(_read_lag(ctx)), None
-    return Measurement(_read_lag(ctx), counts.pending_rows, counts.age_seconds(now)), counts
+        return Measurement(_read_lag(ctx)), reading
+    return Measurement(_read_lag(ctx), counts.pending_rows, counts.age_seconds(now)), reading
+
+
+def refused_statement(exc: BaseException) -> bool:
+    """The database answered and refused a statement (an unknown column or table, a permission, a timeout), as opposed
+    to a connection that could not be made or was lost: the flow's polls report those, not these."""
+    return isinstance(exc, sa.exc.DBAPIError) and exc.statement is not None and not exc.connection_invalidated
 
 
 def _read_lag(ctx: FlowContext) -> float | None:
@@ -92,16 +108,16 @@ def _read_lag(ctx: FlowContext) -> float | None:
     return lag_seconds(newest, staged[0])
 
 
-def _read_outcomes(ctx: FlowContext) -> OutcomeCounts | None:
+def _read_outcomes(ctx: FlowContext) -> OutcomeReading:
     """Pending, in error and staged rows of the flow (`outcome_counts.sql`, as `status` reads them)."""
     if ctx.outcome is None:
-        return None
+        return OutcomeReading(None)
     try:
         with ctx.target_engine.connect() as conn:
-            return ctx.outcome.counts(conn)
+            return OutcomeReading(ctx.outcome.counts(conn))
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         log.debug("flow %s: import outcome not measured: %s", ctx.name, _first_line(exc))
-        return None
+        return OutcomeReading(None, describe_error(exc) if refused_statement(exc) else None)
 
 
 def _as_datetime(value: Any) -> dt.datetime:
