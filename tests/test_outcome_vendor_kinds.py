@@ -244,8 +244,8 @@ def test_an_outcome_query_the_erp_refuses_is_an_incident_not_silence(db_factory,
             "flow itself goes on staging rows: only the import outcome's queries fail.",
             "",
             "What to do:",
-            f"  1. A vendor update or a DBA may have changed {interface_name} and {errors_name}: compare its columns with "
-            "the flow's",
+            f"  1. A vendor update or a DBA may have changed {interface_name} and {errors_name}: compare their columns "
+            "with the flow's",
             f"     `outcome:` in {config} ({n('PROCESS_STATUS')}, {n('INTERFACE_ID')}, {n('WIP_INTERFACE_ERRORS')}."
             f"{n('INTERFACE_ID')}, {n('WIP_INTERFACE_ERRORS')}.{n('ERROR_TYPE')}, {n('WIP_INTERFACE_ERRORS')}.{n('ERROR')}), "
             "and the agent's grants with",

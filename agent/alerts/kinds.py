@@ -163,7 +163,8 @@ def outcome_unreadable(flow: str, system: str, tables: list[str], columns: list[
         "flow itself goes on staging rows: only the import outcome's queries fail.",
         "",
         "What to do:",
-        f"  1. A vendor update or a DBA may have changed {where}: compare its columns with the flow's",
+        f"  1. A vendor update or a DBA may have changed {where}: compare {'their' if len(tables) > 1 else 'its'} "
+        "columns with the flow's",
         f"     `outcome:` in {config} ({', '.join(columns)}), and the agent's grants with",
         f"       mes-erp-agent sql grants -c {config} --system {system}",
         "  2. The same query, with its error, by hand:",
