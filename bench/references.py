@@ -85,22 +85,31 @@ def pg_copy_pipe_into_staging(mes_url: str, erp_url: str, schema: str) -> float:
         return seconds
 
 
-def pg_copy_pipe_into_bare_staging(mes_url: str, erp_url: str, schema: str) -> float:
+def pg_copy_pipe_into_bare_staging(mes_url: str, erp_url: str, schema: str, unique_key: bool = False,
+                                   ledger: bool = False) -> float:
     """The COPY pipe into a copy of the staging table that keeps only what the ERP import job needs (the identity
     primary key and the pending index): no unique key, no agent_ledger. The floor of any writer that keeps the
-    import job's indexes, whatever it does about duplicates."""
+    import job's indexes, whatever it does about duplicates. `unique_key`: the copy keeps the staging table's unique
+    key too (the floor under a ledger of one row per batch); `ledger`: agent_ledger is filled as well, with its
+    indexes (the floor under staging tables without their own unique key, the ledger alone guarding)."""
     bare = f"{schema}.ref_bare_staging"
     with psycopg.connect(libpq(erp_url)) as erp, psycopg.connect(libpq(mes_url)) as mes:
         erp.execute(f"DROP TABLE IF EXISTS {bare}")
         erp.execute(f"CREATE TABLE {bare} (LIKE {schema}.stg_work_order INCLUDING DEFAULTS INCLUDING IDENTITY)")
         erp.execute(f"ALTER TABLE {bare} ADD PRIMARY KEY (stg_id)")
+        if unique_key:
+            erp.execute(f"ALTER TABLE {bare} ADD UNIQUE (stg_flow, stg_source_version, stg_source_key)")
         erp.execute(f"CREATE INDEX ON {bare} (stg_status, stg_loaded_at)")
+        erp.execute(f"TRUNCATE {schema}.agent_ledger")
         erp.commit()
         started = time.perf_counter()
         _copy_pipe(mes, erp, bare, _STAGING_SELECT)
+        if ledger:
+            _copy_pipe(mes, erp, f"{schema}.agent_ledger", _LEDGER_SELECT)
         erp.commit()
         seconds = time.perf_counter() - started
         erp.execute(f"DROP TABLE {bare}")
+        erp.execute(f"TRUNCATE {schema}.agent_ledger")
         erp.commit()
         return seconds
 

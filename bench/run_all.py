@@ -77,6 +77,10 @@ def postgresql(folder: Path, scratch: common.Scratch, args: argparse.Namespace, 
     ceiling = median([references.pg_copy_pipe(mes_url, erp_url) for _ in range(args.runs)])
     indexed = median([references.pg_copy_pipe_into_staging(mes_url, erp_url, "staging") for _ in range(args.runs)])
     bare = median([references.pg_copy_pipe_into_bare_staging(mes_url, erp_url, "staging") for _ in range(args.runs)])
+    keyed = median([references.pg_copy_pipe_into_bare_staging(mes_url, erp_url, "staging", unique_key=True)
+                    for _ in range(args.runs)])
+    keyless = median([references.pg_copy_pipe_into_bare_staging(mes_url, erp_url, "staging", ledger=True)
+                      for _ in range(args.runs)])
     loop = median([references.pg_keyset_loop(mes_url, erp_url, args.batch_size, "copy") for _ in range(args.runs)])
     many = median([references.pg_keyset_loop(mes_url, erp_url, args.batch_size, "executemany") for _ in range(args.runs)])
     agent_runs = [agent_load(config, erp_url, "staging", "work_orders") for _ in range(args.runs)]
@@ -89,6 +93,10 @@ def postgresql(folder: Path, scratch: common.Scratch, args: argparse.Namespace, 
          f"{ceiling / indexed:.0%} (their own indexes)"),
         ("PG->PG COPY pipe into staging: primary key + pending index only", f"{rows / bare:,.0f} rows/s", "ceiling",
          f"{ceiling / bare:.0%} (no ledger, no unique key)"),
+        ("  ... + the staging unique key, no ledger", f"{rows / keyed:,.0f} rows/s", "ceiling",
+         f"{ceiling / keyed:.0%} (the floor under a ledger per batch)"),
+        ("  ... + agent_ledger, no staging unique key", f"{rows / keyless:,.0f} rows/s", "ceiling",
+         f"{ceiling / keyless:.0%} (the floor under the ledger alone guarding)"),
         ("PG->PG hand keyset + binary COPY", f"{rows / loop:,.0f} rows/s", "ceiling", f"{ceiling / loop:.0%}"),
         ("PG->PG hand keyset + executemany", f"{rows / many:,.0f} rows/s", "ceiling", f"{ceiling / many:.0%}"),
         ("PG->PG mes-erp-agent product path", f"{rows / agent:,.0f} rows/s", "ceiling",
