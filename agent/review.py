@@ -25,7 +25,7 @@ from agent.staging import (
 from agent.types import ColumnType
 from agent.contract import ControlTables
 from agent.ddl_offline import ddl_for_dialect, offline_staging_tables, snapshot_types, system_dialect
-from agent.write import batch_context
+from agent.write import batch_context, first_try_joins
 
 # `sql ddl --dialect` lives in agent/ddl_offline.py; these names stay importable from here.
 __all__ = ["ddl_for_dialect", "offline_staging_tables", "system_dialect"]
@@ -123,7 +123,7 @@ def _write_statements(add: Callable[[str, Dialect, str, str, str], None], name: 
         "per session)", target.render("create_batch_table", **context))
     add(flow.target, target, "load_batch_table", f"{batch}: load the mapped rows (in bulk: COPY, LOAD DATA or multi-row "
         "inserts)", target.load_batch_sql(context["batch_table"], staging.insert_columns, staging.bind_types()))
-    joins_first = first_try and context["reference"] is not None  # the first try joins the batch table too
+    joins_first = first_try and first_try_joins(context)
     analyze = (f"{batch}: statistics of the loaded batch table, for the statements that join it (PostgreSQL only"
                + (")" if not first_try or joins_first else "; only after a refused first try)"))
     if not first_try or joins_first:

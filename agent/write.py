@@ -86,10 +86,7 @@ def insert_new_rows(
     conn.execute(dialect.statement("create_batch_table", **context))
     dialect.load_batch_table(conn, context["batch_table"], staging.insert_columns, rows, staging.bind_types(),
                              staging.native_types())
-    # The batch table's statistics are for the statements that join it (write_staging.sql, and the first try where it
-    # joins the new ledger entries for a vendor table's reference); the try without a join scans it once, whatever
-    # the planner guesses, so it goes first without them and a refused try analyzes before the checked statement.
-    analyzed = not (expect_new and context["reference"] is None)
+    analyzed = not expect_new or first_try_joins(context)
     if analyzed:
         _execute_if_any(conn, dialect, "analyze_batch_table", context)
     params = {"batch_id": batch_id, "flow": staging.flow, "staged_at": report.utc_now()}
@@ -102,6 +99,14 @@ def insert_new_rows(
         written = conn.execute(dialect.statement("write_staging", _STAGED_AT, **context), params).rowcount
     _execute_if_any(conn, dialect, "drop_batch_table", context)
     return written
+
+
+def first_try_joins(context: dict[str, Any]) -> bool:
+    """The first try joins the batch table (to the new ledger entries, for a vendor table's reference), so the batch
+    table is analyzed before it. The batch table's statistics are for the statements that join it (write_staging.sql
+    too); a try without a join scans it once, whatever the planner guesses, so it goes first without them and a
+    refused try analyzes before the checked statement."""
+    return context["reference"] is not None
 
 
 def _stage_if_all_new(conn: Connection, dialect: Dialect, context: dict[str, Any], params: dict[str, Any]) -> int | None:
